@@ -1,0 +1,38 @@
+// table.cc — gathers one backend's kernels into its KernelTable (compiled once per ISA and once for the reference).
+#include "kernels.h"
+
+#define GPTX_CAT_(a, b) a##b
+#define GPTX_CAT(a, b) GPTX_CAT_(a, b)
+#define GPTX_STR_(a) #a
+#define GPTX_STR(a) GPTX_STR_(a)
+
+namespace gptx {
+namespace cpu {
+
+const KernelTable* GPTX_CAT(kernels_, GPTX_ISA_NS)() {
+    namespace k = GPTX_ISA_NS;
+    static const KernelTable table = {
+        GPTX_STR(GPTX_ISA_NS),
+        &k::gemm,
+        &k::bias_backward,
+        &k::softmax_forward,
+        &k::softmax_backward,
+        &k::attention_forward,
+        &k::attention_backward,
+        &k::layernorm_forward,
+        &k::layernorm_backward,
+        &k::gelu_forward,
+        &k::gelu_backward,
+        &k::embedding_forward,
+        &k::embedding_backward,
+        &k::add_forward,
+        &k::cross_entropy_forward,
+        &k::cross_entropy_backward,
+        &k::adamw_step,
+        &k::sum_squares,
+    };
+    return &table;
+}
+
+}  // namespace cpu
+}  // namespace gptx
