@@ -1,0 +1,289 @@
+// tensor.cc — storage, views and dtype conversion of gptx::Tensor (CPU; CUDA storage arrives with the CUDA backend).
+#include "gptx/tensor.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+
+#include "gptx/error.h"
+
+namespace gptx {
+
+size_t dtype_size(DType dtype) {
+    switch (dtype) {
+        case DType::float32: return 4;
+        case DType::bfloat16: return 2;
+        case DType::float16: return 2;
+        case DType::int32: return 4;
+        case DType::int64: return 8;
+        case DType::uint16: return 2;
+        case DType::uint8: return 1;
+    }
+    return 0;
+}
+
+const char* dtype_name(DType dtype) {
+    switch (dtype) {
+        case DType::float32: return "float32";
+        case DType::bfloat16: return "bfloat16";
+        case DType::float16: return "float16";
+        case DType::int32: return "int32";
+        case DType::int64: return "int64";
+        case DType::uint16: return "uint16";
+        case DType::uint8: return "uint8";
+    }
+    return "?";
+}
+
+DType dtype_from_name(const std::string& n) {
+    if (n == "float32" || n == "f32") return DType::float32;
+    if (n == "bfloat16" || n == "bf16") return DType::bfloat16;
+    if (n == "float16" || n == "f16" || n == "half") return DType::float16;
+    if (n == "int32" || n == "i32") return DType::int32;
+    if (n == "int64" || n == "i64") return DType::int64;
+    if (n == "uint16" || n == "u16") return DType::uint16;
+    if (n == "uint8" || n == "u8") return DType::uint8;
+    throw TypeError("unknown dtype '" + n + "' (float32, bfloat16, float16, int32, int64, uint16, uint8)");
+}
+
+Device Device::parse(const std::string& text) {
+    if (text == "cpu") return cpu();
+    if (text == "cuda") return cuda(0);
+    if (text.rfind("cuda:", 0) == 0) {
+        const std::string idx = text.substr(5);
+        if (!idx.empty() && idx.find_first_not_of("0123456789") == std::string::npos && idx.size() < 6)
+            return cuda(std::stoi(idx));
+    }
+    throw TypeError("unknown device '" + text + "' (cpu, cuda, cuda:N)");
+}
+
+std::string Device::str() const { return kind == Kind::cpu ? "cpu" : "cuda:" + std::to_string(index); }
+
+int64_t checked_numel(const std::vector<int64_t>& shape, size_t elem_size, const std::string& what) {
+    // Keep numel * elem_size within int64 so every byte offset computed later fits.
+    const int64_t limit = std::numeric_limits<int64_t>::max() / static_cast<int64_t>(elem_size ? elem_size : 1);
+    int64_t n = 1;
+    for (int64_t s : shape) {
+        if (s < 0) throw Error(what + ": negative dimension in shape");
+        if (s != 0 && n > limit / s) throw Error(what + ": shape is too large (size overflows 64 bits)");
+        n *= s;
+    }
+    return n;
+}
+
+std::string Tensor::shape_str() const {
+    std::string s = "(";
+    for (size_t i = 0; i < shape_.size(); i++) {
+        if (i) s += ", ";
+        s += std::to_string(shape_[i]);
+    }
+    if (shape_.size() == 1) s += ",";
+    return s + ")";
+}
+
+Tensor Tensor::empty(const std::vector<int64_t>& shape, DType dtype, Device device) {
+    if (device.kind != Device::Kind::cpu)
+        throw TypeError("Tensor.empty: device " + device.str() + " is not available in this build");
+    const int64_t n = checked_numel(shape, dtype_size(dtype), "Tensor.empty");
+    size_t bytes = static_cast<size_t>(n) * dtype_size(dtype);
+    bytes = (bytes + 63) / 64 * 64;  // aligned_alloc wants a multiple of the alignment
+    void* p = std::aligned_alloc(64, bytes ? bytes : 64);
+    if (p == nullptr) throw std::bad_alloc();
+    Tensor t;
+    t.owner_ = std::shared_ptr<void>(p, [](void* q) { std::free(q); });
+    t.data_ = p;
+    t.shape_ = shape;
+    t.dtype_ = dtype;
+    t.device_ = device;
+    return t;
+}
+
+Tensor Tensor::zeros(const std::vector<int64_t>& shape, DType dtype, Device device) {
+    Tensor t = empty(shape, dtype, device);
+    std::memset(t.data_, 0, t.nbytes());
+    return t;
+}
+
+Tensor Tensor::from_blob(void* data, const std::vector<int64_t>& shape, DType dtype, Device device,
+                         std::shared_ptr<void> owner) {
+    checked_numel(shape, dtype_size(dtype), "Tensor.from_blob");
+    Tensor t;
+    t.owner_ = std::move(owner);
+    t.data_ = data;
+    t.shape_ = shape;
+    t.dtype_ = dtype;
+    t.device_ = device;
+    if (t.owner_ == nullptr && data == nullptr) t.owner_ = std::make_shared<int>(0);  // empty but defined
+    return t;
+}
+
+int64_t Tensor::size(int64_t d) const {
+    const int64_t nd = dim();
+    if (d < -nd || d >= nd) throw Error("Tensor.size: dim " + std::to_string(d) + " out of range for " + shape_str());
+    return shape_[static_cast<size_t>(d < 0 ? d + nd : d)];
+}
+
+int64_t Tensor::numel() const {
+    int64_t n = 1;
+    for (int64_t s : shape_) n *= s;
+    return n;
+}
+
+Tensor Tensor::view(const std::vector<int64_t>& shape) const {
+    std::vector<int64_t> s = shape;
+    int64_t known = 1, infer = -1;
+    for (size_t i = 0; i < s.size(); i++) {
+        if (s[i] == -1) {
+            if (infer >= 0) throw Error("Tensor.view: only one dimension may be -1");
+            infer = static_cast<int64_t>(i);
+        } else if (s[i] < 0) {
+            throw Error("Tensor.view: negative dimension");
+        } else {
+            known *= s[i];
+        }
+    }
+    if (infer >= 0) {
+        if (known == 0 || numel() % known != 0) throw Error("Tensor.view: cannot infer the -1 dimension");
+        s[static_cast<size_t>(infer)] = numel() / known;
+    }
+    if (checked_numel(s, dtype_size(dtype_), "Tensor.view") != numel())
+        throw Error("Tensor.view: shape has a different number of elements than " + shape_str());
+    Tensor t = *this;
+    t.shape_ = s;
+    return t;
+}
+
+Tensor Tensor::slice(int64_t begin, int64_t end) const {
+    if (dim() < 1) throw Error("Tensor.slice: a 0-d tensor has no rows");
+    if (begin < 0 || end < begin || end > shape_[0]) throw Error("Tensor.slice: rows out of range");
+    const int64_t row = shape_[0] ? numel() / shape_[0] : 0;
+    Tensor t = *this;
+    t.shape_[0] = end - begin;
+    t.data_ = static_cast<char*>(data_) + static_cast<size_t>(begin * row) * dtype_size(dtype_);
+    return t;
+}
+
+Tensor Tensor::clone() const {
+    Tensor t = empty(shape_, dtype_, device_);
+    if (nbytes()) std::memcpy(t.data_, data_, nbytes());
+    return t;
+}
+
+namespace {
+
+uint16_t f32_to_bf16(float f) {
+    uint32_t u;
+    std::memcpy(&u, &f, 4);
+    if ((u & 0x7f800000u) == 0x7f800000u && (u & 0x007fffffu)) return static_cast<uint16_t>((u >> 16) | 0x40);  // NaN
+    u += 0x7fffu + ((u >> 16) & 1u);  // round to nearest even
+    return static_cast<uint16_t>(u >> 16);
+}
+
+float bf16_to_f32(uint16_t h) {
+    uint32_t u = static_cast<uint32_t>(h) << 16;
+    float f;
+    std::memcpy(&f, &u, 4);
+    return f;
+}
+
+uint16_t f32_to_f16(float f) {
+    uint32_t u;
+    std::memcpy(&u, &f, 4);
+    const uint32_t sign = (u >> 16) & 0x8000u;
+    const uint32_t absu = u & 0x7fffffffu;
+    if (absu >= 0x7f800000u) return static_cast<uint16_t>(sign | 0x7c00u | (absu > 0x7f800000u ? 0x200u : 0u));
+    if (absu >= 0x477ff000u) return static_cast<uint16_t>(sign | 0x7c00u);  // rounds past 65504: inf
+    if (absu < 0x38800000u) {                                                // subnormal or zero in half
+        if (absu < 0x33000000u) return static_cast<uint16_t>(sign);
+        const uint32_t mant = (absu & 0x007fffffu) | 0x00800000u;
+        const int shift = 126 - static_cast<int>(absu >> 23);  // 14..24
+        uint32_t h = mant >> shift;
+        const uint32_t rem = mant & ((1u << shift) - 1u), half = 1u << (shift - 1);
+        if (rem > half || (rem == half && (h & 1u))) h++;
+        return static_cast<uint16_t>(sign | h);
+    }
+    uint32_t h = ((absu - 0x38000000u) >> 13);
+    const uint32_t rem = absu & 0x1fffu;
+    if (rem > 0x1000u || (rem == 0x1000u && (h & 1u))) h++;
+    return static_cast<uint16_t>(sign | h);
+}
+
+float f16_to_f32(uint16_t h) {
+    const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
+    uint32_t exp = (h >> 10) & 0x1fu, mant = h & 0x3ffu, u;
+    if (exp == 0x1f) {
+        u = sign | 0x7f800000u | (mant << 13);
+    } else if (exp == 0) {
+        if (mant == 0) {
+            u = sign;
+        } else {  // normalise the subnormal
+            int e = -1;
+            do {
+                mant <<= 1;
+                e++;
+            } while (!(mant & 0x400u));
+            u = sign | static_cast<uint32_t>(127 - 15 - e) << 23 | (mant & 0x3ffu) << 13;
+        }
+    } else {
+        u = sign | (exp + 112) << 23 | mant << 13;
+    }
+    float f;
+    std::memcpy(&f, &u, 4);
+    return f;
+}
+
+double load_as_double(const void* p, DType dt, int64_t i) {
+    switch (dt) {
+        case DType::float32: return static_cast<const float*>(p)[i];
+        case DType::bfloat16: return bf16_to_f32(static_cast<const uint16_t*>(p)[i]);
+        case DType::float16: return f16_to_f32(static_cast<const uint16_t*>(p)[i]);
+        case DType::int32: return static_cast<const int32_t*>(p)[i];
+        case DType::int64: return static_cast<double>(static_cast<const int64_t*>(p)[i]);
+        case DType::uint16: return static_cast<const uint16_t*>(p)[i];
+        case DType::uint8: return static_cast<const uint8_t*>(p)[i];
+    }
+    return 0;
+}
+
+void store_from_double(void* p, DType dt, int64_t i, double x) {
+    switch (dt) {
+        case DType::float32: static_cast<float*>(p)[i] = static_cast<float>(x); break;
+        case DType::bfloat16: static_cast<uint16_t*>(p)[i] = f32_to_bf16(static_cast<float>(x)); break;
+        case DType::float16: static_cast<uint16_t*>(p)[i] = f32_to_f16(static_cast<float>(x)); break;
+        case DType::int32: static_cast<int32_t*>(p)[i] = static_cast<int32_t>(x); break;
+        case DType::int64: static_cast<int64_t*>(p)[i] = static_cast<int64_t>(x); break;
+        case DType::uint16: static_cast<uint16_t*>(p)[i] = static_cast<uint16_t>(x); break;
+        case DType::uint8: static_cast<uint8_t*>(p)[i] = static_cast<uint8_t>(x); break;
+    }
+}
+
+}  // namespace
+
+Tensor Tensor::to(DType dtype) const {
+    if (device_.kind != Device::Kind::cpu) throw TypeError("Tensor.to: only CPU tensors convert in this build");
+    if (dtype == dtype_) return clone();
+    Tensor t = empty(shape_, dtype, device_);
+    const int64_t n = numel();
+    // float32 -> float32 is the only exact path through double for every value; other pairs round once.
+    for (int64_t i = 0; i < n; i++) store_from_double(t.data_, dtype, i, load_as_double(data_, dtype_, i));
+    return t;
+}
+
+void Tensor::fill(double value) const {
+    if (device_.kind != Device::Kind::cpu) throw TypeError("Tensor.fill: only CPU tensors in this build");
+    const int64_t n = numel();
+    for (int64_t i = 0; i < n; i++) store_from_double(data_, dtype_, i, value);
+}
+
+bool Tensor::overlaps(const Tensor& o) const {
+    if (!defined() || !o.defined() || nbytes() == 0 || o.nbytes() == 0 || device_ != o.device_) return false;
+    const char* a0 = static_cast<const char*>(data_);
+    const char* b0 = static_cast<const char*>(o.data_);
+    return a0 < b0 + o.nbytes() && b0 < a0 + nbytes();
+}
+
+bool Tensor::same_memory(const Tensor& o) const {
+    return data_ == o.data_ && nbytes() == o.nbytes() && dtype_ == o.dtype_ && device_ == o.device_;
+}
+
+}  // namespace gptx

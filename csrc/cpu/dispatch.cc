@@ -1,0 +1,87 @@
+// dispatch.cc — picks the CPU kernel table once (cpuid or GPTX_FORCE_ISA) and lets tests switch it.
+#include <atomic>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "cpu/kernel_table.h"
+#include "gptx/error.h"
+#include "gptx/runtime.h"
+
+namespace gptx {
+namespace cpu {
+
+namespace {
+
+bool cpu_has_avx2() {
+#if defined(__x86_64__) || defined(_M_X64)
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+    return false;
+#endif
+}
+
+bool cpu_has_avx512() {
+#if defined(__x86_64__) || defined(_M_X64)
+    __builtin_cpu_init();
+    return cpu_has_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
+#else
+    return false;
+#endif
+}
+
+const KernelTable* table_by_name(const std::string& name) {
+    if (name == "generic") return kernels_generic();
+    if (name == "reference") return kernels_reference();
+    if (name == "avx2") return cpu_has_avx2() ? kernels_avx2() : nullptr;
+    if (name == "avx512") return cpu_has_avx512() ? kernels_avx512() : nullptr;
+    return nullptr;
+}
+
+const KernelTable* best_table() {
+    if (cpu_has_avx512()) return kernels_avx512();
+    if (cpu_has_avx2()) return kernels_avx2();
+    return kernels_generic();
+}
+
+const KernelTable* initial_table() {
+    const char* forced = std::getenv("GPTX_FORCE_ISA");
+    if (forced == nullptr || *forced == '\0') return best_table();
+    const KernelTable* t = table_by_name(forced);
+    if (t == nullptr)
+        throw Error(std::string("GPTX_FORCE_ISA='") + forced +
+                    "' is not a CPU path this machine can run (choose generic, avx2, avx512 or reference)");
+    return t;
+}
+
+std::atomic<const KernelTable*>& current() {
+    static std::atomic<const KernelTable*> table{initial_table()};
+    return table;
+}
+
+}  // namespace
+
+const KernelTable& active() { return *current().load(std::memory_order_acquire); }
+
+}  // namespace cpu
+
+std::string cpu_isa() { return cpu::active().name; }
+
+std::vector<std::string> available_cpu_isas() {
+    std::vector<std::string> names = {"reference", "generic"};
+    if (cpu::cpu_has_avx2()) names.push_back("avx2");
+    if (cpu::cpu_has_avx512()) names.push_back("avx512");
+    return names;
+}
+
+void set_cpu_isa(const std::string& name) {
+    const cpu::KernelTable* t = cpu::table_by_name(name);
+    if (t == nullptr)
+        throw Error("set_cpu_isa: argument 'name'='" + name +
+                    "' is not a CPU path this machine can run (choose generic, avx2, avx512 or reference)");
+    cpu::current().store(t, std::memory_order_release);
+}
+
+}  // namespace gptx

@@ -1,0 +1,131 @@
+// ops.h — every op a GPT's forward and backward pass needs, on gptx::Tensor.
+//
+// Conventions (all ops):
+// - Inputs are defined, contiguous tensors on one device; float tensors are float32 (other dtypes raise
+//   gptx::TypeError), token ids and targets are int32. Shapes are given as (B, T, C)-style comments.
+// - Outputs are optional: pass an undefined Tensor() and the op allocates one, or pass a tensor of the exact shape
+//   and dtype to have it written in place (buffer reuse). Outputs may not overlap inputs unless the op says so.
+// - Backward ops overwrite their gradient outputs, or add into them when `accumulate` is true. Gradients of
+//   parameters that always accumulate are marked as such.
+// - Errors: gptx::Error (bad value: shape, rank, aliasing, index out of range) or gptx::TypeError (dtype, device),
+//   with a message naming the op and the argument. Nothing is written when an argument is rejected.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "gptx/tensor.h"
+
+namespace gptx {
+
+// ------------------------------------------------------------------------------------------------ matmul
+// out = op(a) @ op(b) (+ bias) (+ out when accumulate), op(x) = x or x^T (last two dims).
+// a: (M, K) (or (K, M) with trans_a), optionally with leading batch dims (..., M, K);
+// b: (K, N) (or (N, K) with trans_b), either 2-D (shared by every batch) or with the same batch dims as a;
+// bias: (N) or undefined; out: (..., M, N).
+Tensor matmul_forward(const Tensor& a, const Tensor& b, const Tensor& bias = Tensor(), bool trans_a = false,
+                      bool trans_b = false, const Tensor& out = Tensor(), bool accumulate = false);
+
+struct MatmulGrads {
+    Tensor da, db, dbias;
+};
+// Gradients of matmul_forward given dout (..., M, N). Computes da / db / dbias where the matching need_* flag is
+// set (outputs as in matmul_forward's inputs). A 2-D b shared by a batch gets the gradient summed over the batch.
+MatmulGrads matmul_backward(const Tensor& dout, const Tensor& a, const Tensor& b, bool trans_a = false,
+                            bool trans_b = false, bool need_da = true, bool need_db = true, bool need_dbias = false,
+                            const Tensor& da = Tensor(), const Tensor& db = Tensor(), const Tensor& dbias = Tensor(),
+                            bool accumulate = false);
+// dbias (N) = sum of dout (..., N) over every leading dim.
+Tensor bias_backward(const Tensor& dout, const Tensor& dbias = Tensor(), bool accumulate = false);
+
+// ------------------------------------------------------------------------------------------------ softmax
+// out = softmax(scale * inp) over the last dim. With causal, inp is (..., Tq, L) with Tq <= L and row i keeps
+// columns j <= i + (L - Tq) (masked entries are 0). A row whose kept entries are all -inf gives zeros.
+Tensor softmax_forward(const Tensor& inp, float scale = 1.0f, bool causal = false, const Tensor& out = Tensor());
+// dinp = scale * out * (dout - sum(dout * out, last dim)).
+Tensor softmax_backward(const Tensor& dout, const Tensor& out, float scale = 1.0f, const Tensor& dinp = Tensor());
+
+// ------------------------------------------------------------------------------------------------ attention
+// Multi-head scaled-dot-product attention, flash-style (tiled, online softmax; no Tq x Tk matrix in memory).
+// Separate layout: q (B, Tq, NH, HS), k and v (B, Tk_capacity, NH, HS), of which the first kv_len rows are used
+//   (kv_len < 0: all). This is the KV-cache form: query i sits at position kv_len - Tq + i.
+// Packed layout: q is qkv (B, T, 3, NH, HS) (the c_attn output viewed), k and v undefined.
+// out: (B, Tq, NH, HS); lse: (B, NH, Tq) natural-log logsumexp of the scaled scores (saved for backward).
+// scale <= 0 means 1 / sqrt(HS). Causal requires Tq <= kv_len.
+struct AttentionOutputs {
+    Tensor out, lse;
+};
+AttentionOutputs attention_forward(const Tensor& q, const Tensor& k = Tensor(), const Tensor& v = Tensor(),
+                                   bool causal = true, float scale = 0.0f, int64_t kv_len = -1,
+                                   const Tensor& out = Tensor(), const Tensor& lse = Tensor());
+// Gradients given dout (shaped like out); recomputes the scores from lse (FlashAttention backward).
+// Separate layout returns dq, dk, dv shaped like q, k, v (rows past kv_len of dk/dv are left untouched);
+// packed layout returns dqkv in dq (shaped like qkv), dk and dv undefined.
+struct AttentionGrads {
+    Tensor dq, dk, dv;
+};
+AttentionGrads attention_backward(const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
+                                  const Tensor& out, const Tensor& lse, bool causal = true, float scale = 0.0f,
+                                  int64_t kv_len = -1, const Tensor& dq = Tensor(), const Tensor& dk = Tensor(),
+                                  const Tensor& dv = Tensor(), bool accumulate = false);
+
+// ------------------------------------------------------------------------------------------------ layernorm
+// out (..., C) = (inp - mean) * rstd * weight + bias; mean, rstd (...) saved for backward. Biased variance.
+struct LayernormOutputs {
+    Tensor out, mean, rstd;
+};
+LayernormOutputs layernorm_forward(const Tensor& inp, const Tensor& weight, const Tensor& bias, float eps = 1e-5f,
+                                   const Tensor& out = Tensor(), const Tensor& mean = Tensor(),
+                                   const Tensor& rstd = Tensor());
+struct LayernormGrads {
+    Tensor dinp, dweight, dbias;
+};
+LayernormGrads layernorm_backward(const Tensor& dout, const Tensor& inp, const Tensor& weight, const Tensor& mean,
+                                  const Tensor& rstd, const Tensor& dinp = Tensor(), const Tensor& dweight = Tensor(),
+                                  const Tensor& dbias = Tensor(), bool accumulate = false);
+
+// ------------------------------------------------------------------------------------------------ GELU (tanh form)
+Tensor gelu_forward(const Tensor& inp, const Tensor& out = Tensor());
+Tensor gelu_backward(const Tensor& dout, const Tensor& inp, const Tensor& dinp = Tensor(), bool accumulate = false);
+
+// ------------------------------------------------------------------------------------------------ embedding
+// out (B, T, C) = wte[idx] + wpe[pos_offset + t]; idx (B, T) int32 in [0, V); wte (V, C); wpe (maxT, C) with
+// pos_offset + T <= maxT.
+Tensor embedding_forward(const Tensor& idx, const Tensor& wte, const Tensor& wpe, int64_t pos_offset = 0,
+                         const Tensor& out = Tensor());
+// dwte (V, C) += scatter of dout by idx; dwpe (maxT, C) += sum over B. Always accumulates (parameter gradients),
+// deterministic: each element is summed in (b, t) order whatever the thread count.
+void embedding_backward(const Tensor& dout, const Tensor& idx, const Tensor& dwte, const Tensor& dwpe,
+                        int64_t pos_offset = 0);
+
+// ------------------------------------------------------------------------------------------------ residual
+// out = a + b (same shapes). out may be a or b (in place).
+Tensor add_forward(const Tensor& a, const Tensor& b, const Tensor& out = Tensor());
+
+// ------------------------------------------------------------------------------------------------ cross-entropy
+// Fused softmax + cross-entropy. logits (..., Vp) of which the first V columns are the real vocabulary
+// (V <= 0: V = Vp); targets (...) int32 in [0, V) or == ignore_index (those rows: loss 0, gradient 0).
+// losses (...) per position; lse (...) saved for backward.
+struct CrossEntropyOutputs {
+    Tensor losses, lse;
+};
+CrossEntropyOutputs cross_entropy_forward(const Tensor& logits, const Tensor& targets, int64_t V = 0,
+                                          int32_t ignore_index = -100, const Tensor& losses = Tensor(),
+                                          const Tensor& lse = Tensor());
+// dlogits = dlosses * (softmax - onehot(target)) on the V real columns, 0 on padding columns. dlogits may be the
+// logits tensor itself (in place: saves a (N, Vp) buffer); any other overlap is an error.
+Tensor cross_entropy_backward(const Tensor& logits, const Tensor& lse, const Tensor& targets, const Tensor& dlosses,
+                              int64_t V = 0, int32_t ignore_index = -100, const Tensor& dlogits = Tensor(),
+                              bool accumulate = false);
+
+// ------------------------------------------------------------------------------------------------ optimizer
+struct AdamWOptions {
+    float lr = 1e-3f, beta1 = 0.9f, beta2 = 0.999f, eps = 1e-8f, weight_decay = 0.0f;
+    int64_t step = 1;         // 1-based, for the bias corrections
+    float grad_scale = 1.0f;  // multiplies the gradient first (gradient clipping, loss scaling)
+};
+// One fused AdamW step in place on param, m, v (torch.optim.AdamW arithmetic, decoupled weight decay).
+void adamw_step(const Tensor& param, const Tensor& grad, const Tensor& m, const Tensor& v, const AdamWOptions& opt);
+// sqrt(sum of squares) over all tensors, accumulated in double.
+double global_norm(const std::vector<Tensor>& tensors);
+
+}  // namespace gptx

@@ -1,0 +1,81 @@
+// check.cc — argument validation shared by the op dispatchers.
+#include "ops/check.h"
+
+namespace gptx {
+namespace detail {
+
+std::string shape_to_string(const std::vector<int64_t>& shape) {
+    std::string s = "(";
+    for (size_t i = 0; i < shape.size(); i++) {
+        if (i) s += ", ";
+        s += std::to_string(shape[i]);
+    }
+    if (shape.size() == 1) s += ",";
+    return s + ")";
+}
+
+void Check::fail(const std::string& arg, const std::string& msg) const {
+    throw Error(std::string(op_) + ": argument '" + arg + "' " + msg);
+}
+
+void Check::fail_type(const std::string& arg, const std::string& msg) const {
+    throw TypeError(std::string(op_) + ": argument '" + arg + "' " + msg);
+}
+
+void Check::tensor(const Tensor& t, const char* arg, DType dtype) const {
+    if (!t.defined()) fail(arg, "is required");
+    if (t.device().kind != Device::Kind::cpu)
+        fail_type(arg, "is on " + t.device().str() + "; this op runs on the CPU in this build");
+    if (t.dtype() != dtype)
+        fail_type(arg, std::string("must be ") + dtype_name(dtype) + ", got " + dtype_name(t.dtype()));
+}
+
+void Check::ndim(const Tensor& t, const char* arg, int64_t lo, int64_t hi) const {
+    if (t.dim() < lo || t.dim() > hi) {
+        const std::string want = lo == hi ? std::to_string(lo) : std::to_string(lo) + " to " + std::to_string(hi);
+        fail(arg, "must have " + want + " dimensions, got shape " + t.shape_str());
+    }
+}
+
+void Check::shape(const Tensor& t, const char* arg, const std::vector<int64_t>& expected) const {
+    if (t.shape() != expected) fail(arg, "must have shape " + shape_to_string(expected) + ", got " + t.shape_str());
+}
+
+void Check::positive(int64_t value, const char* arg) const {
+    if (value < 1) fail(arg, "must be >= 1, got " + std::to_string(value));
+}
+
+Tensor Check::output(const Tensor& given, const char* arg, const std::vector<int64_t>& shp, DType dtype) const {
+    if (!given.defined()) return Tensor::empty(shp, dtype);
+    tensor(given, arg, dtype);
+    shape(given, arg, shp);
+    return given;
+}
+
+void Check::no_overlap(const Tensor& out, const char* out_arg, const Tensor& other, const char* other_arg) const {
+    if (out.overlaps(other))
+        fail(out_arg, std::string("shares memory with '") + other_arg + "'; pass a separate buffer");
+}
+
+void Check::indices_in_range(const Tensor& idx, const char* arg, int64_t limit, bool allow_extra,
+                             int32_t allowed) const {
+    const int32_t* p = idx.data<int32_t>();
+    const int64_t n = idx.numel();
+    for (int64_t i = 0; i < n; i++) {
+        if ((p[i] < 0 || p[i] >= limit) && !(allow_extra && p[i] == allowed)) {
+            std::string msg = "has value " + std::to_string(p[i]) + " at flat index " + std::to_string(i) +
+                              ", outside [0, " + std::to_string(limit) + ")";
+            if (allow_extra) msg += " and not the ignore index " + std::to_string(allowed);
+            fail(arg, msg);
+        }
+    }
+}
+
+int64_t leading(const std::vector<int64_t>& shape, int64_t keep) {
+    int64_t n = 1;
+    for (int64_t i = 0; i + keep < static_cast<int64_t>(shape.size()); i++) n *= shape[static_cast<size_t>(i)];
+    return n;
+}
+
+}  // namespace detail
+}  // namespace gptx

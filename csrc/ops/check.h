@@ -1,0 +1,47 @@
+// check.h — argument validation shared by the op dispatchers: every failure names the op and the argument.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "gptx/error.h"
+#include "gptx/tensor.h"
+
+namespace gptx {
+namespace detail {
+
+std::string shape_to_string(const std::vector<int64_t>& shape);
+
+class Check {
+public:
+    explicit Check(const char* op) : op_(op) {}
+
+    [[noreturn]] void fail(const std::string& arg, const std::string& msg) const;
+    [[noreturn]] void fail_type(const std::string& arg, const std::string& msg) const;
+
+    // Defined, on the CPU, of the given dtype.
+    void tensor(const Tensor& t, const char* arg, DType dtype) const;
+    void f32(const Tensor& t, const char* arg) const { tensor(t, arg, DType::float32); }
+    void i32(const Tensor& t, const char* arg) const { tensor(t, arg, DType::int32); }
+    void ndim(const Tensor& t, const char* arg, int64_t lo, int64_t hi) const;
+    void shape(const Tensor& t, const char* arg, const std::vector<int64_t>& expected) const;
+    void positive(int64_t value, const char* arg) const;
+    // An output: allocated when undefined, else checked for dtype, device and exact shape.
+    Tensor output(const Tensor& given, const char* arg, const std::vector<int64_t>& shape,
+                  DType dtype = DType::float32) const;
+    // Outputs may not share memory with inputs (or each other) unless the op allows it explicitly.
+    void no_overlap(const Tensor& out, const char* out_arg, const Tensor& other, const char* other_arg) const;
+    // Every element of idx (int32) in [0, limit) (or equal to `allowed`, when allow_extra is set).
+    void indices_in_range(const Tensor& idx, const char* arg, int64_t limit, bool allow_extra = false,
+                          int32_t allowed = 0) const;
+
+    const char* op() const { return op_; }
+
+private:
+    const char* op_;
+};
+
+// The leading dims of a shape (all but the last `keep`), multiplied.
+int64_t leading(const std::vector<int64_t>& shape, int64_t keep);
+
+}  // namespace detail
+}  // namespace gptx

@@ -1,0 +1,67 @@
+// embedding.cc — validation and dispatch of embedding_forward / embedding_backward (token + position).
+#include "cpu/kernel_table.h"
+#include "gptx/ops.h"
+#include "ops/check.h"
+
+namespace gptx {
+
+using detail::Check;
+
+namespace {
+void check_positions(const Check& c, int64_t pos_offset, int64_t T, int64_t maxT, const char* table) {
+    if (pos_offset < 0) c.fail("pos_offset", "must be >= 0, got " + std::to_string(pos_offset));
+    if (pos_offset + T > maxT)
+        c.fail(table, "has " + std::to_string(maxT) + " positions but positions up to " +
+                          std::to_string(pos_offset + T) + " are needed (pos_offset + T)");
+}
+}  // namespace
+
+Tensor embedding_forward(const Tensor& idx, const Tensor& wte, const Tensor& wpe, int64_t pos_offset,
+                         const Tensor& out_) {
+    const Check c("embedding_forward");
+    c.i32(idx, "idx");
+    c.ndim(idx, "idx", 2, 2);
+    c.f32(wte, "wte");
+    c.ndim(wte, "wte", 2, 2);
+    c.f32(wpe, "wpe");
+    c.ndim(wpe, "wpe", 2, 2);
+    const int64_t B = idx.size(0), T = idx.size(1), V = wte.size(0), C = wte.size(1);
+    if (wpe.size(1) != C) c.fail("wpe", "must have " + std::to_string(C) + " columns like wte, got " + wpe.shape_str());
+    check_positions(c, pos_offset, T, wpe.size(0), "wpe");
+    c.indices_in_range(idx, "idx", V);
+    Tensor out = c.output(out_, "out", {B, T, C});
+    c.no_overlap(out, "out", idx, "idx");
+    c.no_overlap(out, "out", wte, "wte");
+    c.no_overlap(out, "out", wpe, "wpe");
+    if (out.numel() == 0) return out;
+    cpu::active().embedding_forward(out.data<float>(), idx.data<int32_t>(), wte.data<float>(), wpe.data<float>(), B, T,
+                                    C, pos_offset);
+    return out;
+}
+
+void embedding_backward(const Tensor& dout, const Tensor& idx, const Tensor& dwte, const Tensor& dwpe,
+                        int64_t pos_offset) {
+    const Check c("embedding_backward");
+    c.i32(idx, "idx");
+    c.ndim(idx, "idx", 2, 2);
+    c.f32(dwte, "dwte");
+    c.ndim(dwte, "dwte", 2, 2);
+    c.f32(dwpe, "dwpe");
+    c.ndim(dwpe, "dwpe", 2, 2);
+    const int64_t B = idx.size(0), T = idx.size(1), V = dwte.size(0), C = dwte.size(1);
+    c.f32(dout, "dout");
+    c.shape(dout, "dout", {B, T, C});
+    if (dwpe.size(1) != C) c.fail("dwpe", "must have " + std::to_string(C) + " columns like dwte, got " + dwpe.shape_str());
+    check_positions(c, pos_offset, T, dwpe.size(0), "dwpe");
+    c.indices_in_range(idx, "idx", V);
+    c.no_overlap(dwte, "dwte", dout, "dout");
+    c.no_overlap(dwte, "dwte", idx, "idx");
+    c.no_overlap(dwpe, "dwpe", dout, "dout");
+    c.no_overlap(dwpe, "dwpe", idx, "idx");
+    c.no_overlap(dwte, "dwte", dwpe, "dwpe");
+    if (dout.numel() == 0) return;
+    cpu::active().embedding_backward(dwte.data<float>(), dwpe.data<float>(), dout.data<float>(), idx.data<int32_t>(), B,
+                                     T, C, pos_offset);
+}
+
+}  // namespace gptx

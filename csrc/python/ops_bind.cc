@@ -1,0 +1,225 @@
+// ops_bind.cc — the ops as gptx._core functions: convert arguments (numpy or gptx.Tensor), release the GIL, call.
+#include <pybind11/stl.h>
+
+#include "gptx/ops.h"
+#include "python/convert.h"
+
+namespace gptx {
+namespace python {
+
+namespace {
+using py::arg;
+const py::none None;
+}  // namespace
+
+void bind_ops(py::module_& m) {
+    m.def("matmul_forward", [](py::object a, py::object b, py::object bias, bool trans_a, bool trans_b, py::object out,
+                               bool accumulate) {
+        const char* op = "matmul_forward";
+        Tensor ta = as_tensor(a, op, "a"), tb = as_tensor(b, op, "b"), tbias = as_tensor(bias, op, "bias", true);
+        Tensor tout = as_output(out, op, "out");
+        py::gil_scoped_release nogil;
+        return matmul_forward(ta, tb, tbias, trans_a, trans_b, tout, accumulate);
+    }, arg("a"), arg("b"), arg("bias") = None, arg("trans_a") = false, arg("trans_b") = false, arg("out") = None,
+       arg("accumulate") = false,
+       "out = op(a) @ op(b) (+ bias) (+ out if accumulate); op transposes the last two dims when asked.");
+
+    m.def("matmul_backward", [](py::object dout, py::object a, py::object b, bool trans_a, bool trans_b, bool need_da,
+                                bool need_db, bool need_dbias, py::object da, py::object db, py::object dbias,
+                                bool accumulate) {
+        const char* op = "matmul_backward";
+        Tensor td = as_tensor(dout, op, "dout"), ta = as_tensor(a, op, "a"), tb = as_tensor(b, op, "b");
+        Tensor tda = as_output(da, op, "da"), tdb = as_output(db, op, "db"), tdbias = as_output(dbias, op, "dbias");
+        MatmulGrads g;
+        {
+            py::gil_scoped_release nogil;
+            g = matmul_backward(td, ta, tb, trans_a, trans_b, need_da || tda.defined(), need_db || tdb.defined(),
+                                need_dbias || tdbias.defined(), tda, tdb, tdbias, accumulate);
+        }
+        auto opt = [](const Tensor& t) { return t.defined() ? py::cast(t) : py::object(py::none()); };
+        return py::make_tuple(opt(g.da), opt(g.db), opt(g.dbias));
+    }, arg("dout"), arg("a"), arg("b"), arg("trans_a") = false, arg("trans_b") = false, arg("need_da") = true,
+       arg("need_db") = true, arg("need_dbias") = false, arg("da") = None, arg("db") = None, arg("dbias") = None,
+       arg("accumulate") = false, "Gradients (da, db, dbias) of matmul_forward; None for those not asked for.");
+
+    m.def("bias_backward", [](py::object dout, py::object dbias, bool accumulate) {
+        const char* op = "bias_backward";
+        Tensor td = as_tensor(dout, op, "dout"), tb = as_output(dbias, op, "dbias");
+        py::gil_scoped_release nogil;
+        return bias_backward(td, tb, accumulate);
+    }, arg("dout"), arg("dbias") = None, arg("accumulate") = false);
+
+    m.def("softmax_forward", [](py::object inp, float scale, bool causal, py::object out) {
+        const char* op = "softmax_forward";
+        Tensor ti = as_tensor(inp, op, "inp"), to = as_output(out, op, "out");
+        py::gil_scoped_release nogil;
+        return softmax_forward(ti, scale, causal, to);
+    }, arg("inp"), arg("scale") = 1.0f, arg("causal") = false, arg("out") = None);
+
+    m.def("softmax_backward", [](py::object dout, py::object out, float scale, py::object dinp) {
+        const char* op = "softmax_backward";
+        Tensor td = as_tensor(dout, op, "dout"), to = as_tensor(out, op, "out"), ti = as_output(dinp, op, "dinp");
+        py::gil_scoped_release nogil;
+        return softmax_backward(td, to, scale, ti);
+    }, arg("dout"), arg("out"), arg("scale") = 1.0f, arg("dinp") = None);
+
+    m.def("attention_forward", [](py::object q, py::object k, py::object v, bool causal, float scale, int64_t kv_len,
+                                  py::object out, py::object lse) {
+        const char* op = "attention_forward";
+        Tensor tq = as_tensor(q, op, "q"), tk = as_tensor(k, op, "k", true), tv = as_tensor(v, op, "v", true);
+        Tensor to = as_output(out, op, "out"), tl = as_output(lse, op, "lse");
+        AttentionOutputs r;
+        {
+            py::gil_scoped_release nogil;
+            r = attention_forward(tq, tk, tv, causal, scale, kv_len, to, tl);
+        }
+        return py::make_tuple(r.out, r.lse);
+    }, arg("q"), arg("k") = None, arg("v") = None, arg("causal") = true, arg("scale") = 0.0f, arg("kv_len") = -1,
+       arg("out") = None, arg("lse") = None,
+       "(out, lse). q (B, Tq, NH, HS) with k, v (B, Tk, NH, HS); or packed qkv (B, T, 3, NH, HS) as q alone.");
+
+    m.def("attention_backward", [](py::object dout, py::object q, py::object k, py::object v, py::object out,
+                                   py::object lse, bool causal, float scale, int64_t kv_len, py::object dq,
+                                   py::object dk, py::object dv, bool accumulate) {
+        const char* op = "attention_backward";
+        Tensor tdo = as_tensor(dout, op, "dout"), tq = as_tensor(q, op, "q"), tk = as_tensor(k, op, "k", true),
+               tv = as_tensor(v, op, "v", true), to = as_tensor(out, op, "out"), tl = as_tensor(lse, op, "lse");
+        Tensor tdq = as_output(dq, op, "dq"), tdk = as_output(dk, op, "dk"), tdv = as_output(dv, op, "dv");
+        AttentionGrads g;
+        {
+            py::gil_scoped_release nogil;
+            g = attention_backward(tdo, tq, tk, tv, to, tl, causal, scale, kv_len, tdq, tdk, tdv, accumulate);
+        }
+        auto opt = [](const Tensor& t) { return t.defined() ? py::cast(t) : py::object(py::none()); };
+        return py::make_tuple(opt(g.dq), opt(g.dk), opt(g.dv));
+    }, arg("dout"), arg("q"), arg("k"), arg("v"), arg("out"), arg("lse"), arg("causal") = true, arg("scale") = 0.0f,
+       arg("kv_len") = -1, arg("dq") = None, arg("dk") = None, arg("dv") = None, arg("accumulate") = false,
+       "(dq, dk, dv); in the packed layout (k = v = None) dq is dqkv and dk = dv = None.");
+
+    m.def("layernorm_forward", [](py::object inp, py::object weight, py::object bias, float eps, py::object out,
+                                  py::object mean, py::object rstd) {
+        const char* op = "layernorm_forward";
+        Tensor ti = as_tensor(inp, op, "inp"), tw = as_tensor(weight, op, "weight"), tb = as_tensor(bias, op, "bias");
+        Tensor to = as_output(out, op, "out"), tm = as_output(mean, op, "mean"), tr = as_output(rstd, op, "rstd");
+        LayernormOutputs r;
+        {
+            py::gil_scoped_release nogil;
+            r = layernorm_forward(ti, tw, tb, eps, to, tm, tr);
+        }
+        return py::make_tuple(r.out, r.mean, r.rstd);
+    }, arg("inp"), arg("weight"), arg("bias"), arg("eps") = 1e-5f, arg("out") = None, arg("mean") = None,
+       arg("rstd") = None, "(out, mean, rstd)");
+
+    m.def("layernorm_backward", [](py::object dout, py::object inp, py::object weight, py::object mean,
+                                   py::object rstd, py::object dinp, py::object dweight, py::object dbias,
+                                   bool accumulate) {
+        const char* op = "layernorm_backward";
+        Tensor tdo = as_tensor(dout, op, "dout"), ti = as_tensor(inp, op, "inp"), tw = as_tensor(weight, op, "weight"),
+               tm = as_tensor(mean, op, "mean"), tr = as_tensor(rstd, op, "rstd");
+        Tensor tdi = as_output(dinp, op, "dinp"), tdw = as_output(dweight, op, "dweight"),
+               tdb = as_output(dbias, op, "dbias");
+        LayernormGrads g;
+        {
+            py::gil_scoped_release nogil;
+            g = layernorm_backward(tdo, ti, tw, tm, tr, tdi, tdw, tdb, accumulate);
+        }
+        return py::make_tuple(g.dinp, g.dweight, g.dbias);
+    }, arg("dout"), arg("inp"), arg("weight"), arg("mean"), arg("rstd"), arg("dinp") = None, arg("dweight") = None,
+       arg("dbias") = None, arg("accumulate") = false, "(dinp, dweight, dbias)");
+
+    m.def("gelu_forward", [](py::object inp, py::object out) {
+        Tensor ti = as_tensor(inp, "gelu_forward", "inp"), to = as_output(out, "gelu_forward", "out");
+        py::gil_scoped_release nogil;
+        return gelu_forward(ti, to);
+    }, arg("inp"), arg("out") = None);
+
+    m.def("gelu_backward", [](py::object dout, py::object inp, py::object dinp, bool accumulate) {
+        const char* op = "gelu_backward";
+        Tensor td = as_tensor(dout, op, "dout"), ti = as_tensor(inp, op, "inp"), tdi = as_output(dinp, op, "dinp");
+        py::gil_scoped_release nogil;
+        return gelu_backward(td, ti, tdi, accumulate);
+    }, arg("dout"), arg("inp"), arg("dinp") = None, arg("accumulate") = false);
+
+    m.def("embedding_forward", [](py::object idx, py::object wte, py::object wpe, int64_t pos_offset, py::object out) {
+        const char* op = "embedding_forward";
+        Tensor ti = as_tensor(idx, op, "idx"), tte = as_tensor(wte, op, "wte"), tpe = as_tensor(wpe, op, "wpe");
+        Tensor to = as_output(out, op, "out");
+        py::gil_scoped_release nogil;
+        return embedding_forward(ti, tte, tpe, pos_offset, to);
+    }, arg("idx"), arg("wte"), arg("wpe"), arg("pos_offset") = 0, arg("out") = None);
+
+    m.def("embedding_backward", [](py::object dout, py::object idx, py::object dwte, py::object dwpe,
+                                   int64_t pos_offset) {
+        const char* op = "embedding_backward";
+        Tensor td = as_tensor(dout, op, "dout"), ti = as_tensor(idx, op, "idx");
+        Tensor tte = as_tensor(dwte, op, "dwte", false, true), tpe = as_tensor(dwpe, op, "dwpe", false, true);
+        py::gil_scoped_release nogil;
+        embedding_backward(td, ti, tte, tpe, pos_offset);
+    }, arg("dout"), arg("idx"), arg("dwte"), arg("dwpe"), arg("pos_offset") = 0,
+       "dwte and dwpe accumulate (+=) the gradient.");
+
+    m.def("add_forward", [](py::object a, py::object b, py::object out) {
+        const char* op = "add_forward";
+        Tensor ta = as_tensor(a, op, "a"), tb = as_tensor(b, op, "b"), to = as_output(out, op, "out");
+        py::gil_scoped_release nogil;
+        return add_forward(ta, tb, to);
+    }, arg("a"), arg("b"), arg("out") = None);
+
+    m.def("cross_entropy_forward", [](py::object logits, py::object targets, int64_t V, int32_t ignore_index,
+                                      py::object losses, py::object lse) {
+        const char* op = "cross_entropy_forward";
+        Tensor tl = as_tensor(logits, op, "logits"), tt = as_tensor(targets, op, "targets");
+        Tensor tlo = as_output(losses, op, "losses"), tls = as_output(lse, op, "lse");
+        CrossEntropyOutputs r;
+        {
+            py::gil_scoped_release nogil;
+            r = cross_entropy_forward(tl, tt, V, ignore_index, tlo, tls);
+        }
+        return py::make_tuple(r.losses, r.lse);
+    }, arg("logits"), arg("targets"), arg("V") = 0, arg("ignore_index") = -100, arg("losses") = None,
+       arg("lse") = None, "(losses, lse)");
+
+    m.def("cross_entropy_backward", [](py::object logits, py::object lse, py::object targets, py::object dlosses,
+                                       int64_t V, int32_t ignore_index, py::object dlogits, bool accumulate) {
+        const char* op = "cross_entropy_backward";
+        Tensor tl = as_tensor(logits, op, "logits"), tls = as_tensor(lse, op, "lse"),
+               tt = as_tensor(targets, op, "targets"), td = as_tensor(dlosses, op, "dlosses");
+        Tensor tdl = as_output(dlogits, op, "dlogits");
+        py::gil_scoped_release nogil;
+        return cross_entropy_backward(tl, tls, tt, td, V, ignore_index, tdl, accumulate);
+    }, arg("logits"), arg("lse"), arg("targets"), arg("dlosses"), arg("V") = 0, arg("ignore_index") = -100,
+       arg("dlogits") = None, arg("accumulate") = false);
+
+    m.def("adamw_step", [](py::object param, py::object grad, py::object m_, py::object v_, float lr, float beta1,
+                           float beta2, float eps, float weight_decay, int64_t step, float grad_scale) {
+        const char* op = "adamw_step";
+        Tensor tp = as_tensor(param, op, "param", false, true), tg = as_tensor(grad, op, "grad"),
+               tm = as_tensor(m_, op, "m", false, true), tv = as_tensor(v_, op, "v", false, true);
+        AdamWOptions o;
+        o.lr = lr;
+        o.beta1 = beta1;
+        o.beta2 = beta2;
+        o.eps = eps;
+        o.weight_decay = weight_decay;
+        o.step = step;
+        o.grad_scale = grad_scale;
+        py::gil_scoped_release nogil;
+        adamw_step(tp, tg, tm, tv, o);
+    }, arg("param"), arg("grad"), arg("m"), arg("v"), py::kw_only(), arg("lr"), arg("beta1") = 0.9f,
+       arg("beta2") = 0.999f, arg("eps") = 1e-8f, arg("weight_decay") = 0.0f, arg("step"), arg("grad_scale") = 1.0f,
+       "One fused AdamW step, in place on param, m and v.");
+
+    m.def("global_norm", [](py::iterable tensors) {
+        std::vector<Tensor> ts;
+        size_t i = 0;
+        for (py::handle h : tensors) {
+            const std::string name = "tensors[" + std::to_string(i++) + "]";
+            ts.push_back(as_tensor(h, "global_norm", name.c_str()));
+        }
+        py::gil_scoped_release nogil;
+        return global_norm(ts);
+    }, arg("tensors"), "sqrt of the sum of squares of every element of every tensor (double accumulation).");
+}
+
+}  // namespace python
+}  // namespace gptx

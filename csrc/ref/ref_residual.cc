@@ -1,0 +1,18 @@
+// ref_residual.cc — scalar reference of the residual add.
+#include "../cpu/kernels.h"
+#include "../cpu/threads.h"
+
+namespace gptx {
+namespace cpu {
+namespace GPTX_ISA_NS {
+
+// out = a + b, one correctly rounded float addition per element; out may equal a or b.
+void add_forward(float* out, const float* a, const float* b, int64_t n) {
+    const int nt = num_threads();
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int64_t i = 0; i < n; i++) out[i] = a[i] + b[i];
+}
+
+}  // namespace GPTX_ISA_NS
+}  // namespace cpu
+}  // namespace gptx
