@@ -164,7 +164,7 @@ Tensor Tensor::slice(int64_t begin, int64_t end) const {
 }
 
 Tensor Tensor::clone() const {
-    Tensor t = empty(shape_, dtype_, device_);
+    Tensor t = empty(shape_, dtype_, device_);  // a fresh, writable copy
     if (nbytes()) std::memcpy(t.data_, data_, nbytes());
     return t;
 }
@@ -271,6 +271,7 @@ Tensor Tensor::to(DType dtype) const {
 
 void Tensor::fill(double value) const {
     if (device_.kind != Device::Kind::cpu) throw TypeError("Tensor.fill: only CPU tensors in this build");
+    if (read_only_) throw Error("Tensor.fill: the tensor is read-only");
     const int64_t n = numel();
     for (int64_t i = 0; i < n; i++) store_from_double(data_, dtype_, i, value);
 }

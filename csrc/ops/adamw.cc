@@ -18,6 +18,9 @@ void adamw_step(const Tensor& param, const Tensor& grad, const Tensor& m, const 
     c.shape(m, "m", param.shape());
     c.f32(v, "v");
     c.shape(v, "v", param.shape());
+    c.writable(param, "param");
+    c.writable(m, "m");
+    c.writable(v, "v");
     c.no_overlap(param, "param", grad, "grad");
     c.no_overlap(param, "param", m, "m");
     c.no_overlap(param, "param", v, "v");

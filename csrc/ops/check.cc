@@ -45,10 +45,15 @@ void Check::positive(int64_t value, const char* arg) const {
     if (value < 1) fail(arg, "must be >= 1, got " + std::to_string(value));
 }
 
+void Check::writable(const Tensor& t, const char* arg) const {
+    if (t.read_only()) fail(arg, "is read-only memory but this op writes into it");
+}
+
 Tensor Check::output(const Tensor& given, const char* arg, const std::vector<int64_t>& shp, DType dtype) const {
     if (!given.defined()) return Tensor::empty(shp, dtype);
     tensor(given, arg, dtype);
     shape(given, arg, shp);
+    writable(given, arg);
     return given;
 }
 

@@ -25,7 +25,9 @@ public:
     void ndim(const Tensor& t, const char* arg, int64_t lo, int64_t hi) const;
     void shape(const Tensor& t, const char* arg, const std::vector<int64_t>& expected) const;
     void positive(int64_t value, const char* arg) const;
-    // An output: allocated when undefined, else checked for dtype, device and exact shape.
+    // A tensor the op writes into: not read-only.
+    void writable(const Tensor& t, const char* arg) const;
+    // An output: allocated when undefined, else checked for dtype, device, exact shape and writability.
     Tensor output(const Tensor& given, const char* arg, const std::vector<int64_t>& shape,
                   DType dtype = DType::float32) const;
     // Outputs may not share memory with inputs (or each other) unless the op allows it explicitly.

@@ -10,7 +10,7 @@ using detail::Check;
 namespace {
 void check_positions(const Check& c, int64_t pos_offset, int64_t T, int64_t maxT, const char* table) {
     if (pos_offset < 0) c.fail("pos_offset", "must be >= 0, got " + std::to_string(pos_offset));
-    if (pos_offset + T > maxT)
+    if (pos_offset > maxT - T)  // not pos_offset + T > maxT: that sum can overflow
         c.fail(table, "has " + std::to_string(maxT) + " positions but positions up to " +
                           std::to_string(pos_offset + T) + " are needed (pos_offset + T)");
 }
@@ -54,6 +54,8 @@ void embedding_backward(const Tensor& dout, const Tensor& idx, const Tensor& dwt
     if (dwpe.size(1) != C) c.fail("dwpe", "must have " + std::to_string(C) + " columns like dwte, got " + dwpe.shape_str());
     check_positions(c, pos_offset, T, dwpe.size(0), "dwpe");
     c.indices_in_range(idx, "idx", V);
+    c.writable(dwte, "dwte");
+    c.writable(dwpe, "dwpe");
     c.no_overlap(dwte, "dwte", dout, "dout");
     c.no_overlap(dwte, "dwte", idx, "idx");
     c.no_overlap(dwpe, "dwpe", dout, "dout");

@@ -29,6 +29,13 @@ const char* buffer_format(DType dt) {
     return "";
 }
 
+// numpy has no bfloat16: say so instead of letting numpy fall back from the buffer protocol to __array__ (which
+// would ask for the buffer again, forever).
+void require_numpy_dtype(const Tensor& t) {
+    if (!*buffer_format(t.dtype()))
+        throw TypeError("Tensor: bfloat16 has no numpy dtype; convert with .to('float32') first");
+}
+
 bool dtype_from_numpy(const py::dtype& d, DType* out) {
     const char kind = d.kind();
     const ssize_t size = d.itemsize();
@@ -59,12 +66,14 @@ Tensor from_numpy(py::handle obj, const char* op, const char* arg, bool writable
                         ", which gptx does not take here (float32, float16, int32, int64, uint16, uint8)");
     if (!(a.flags() & py::array::c_style))
         throw Error(where + "is not C-contiguous (pass np.ascontiguousarray(...))");
-    if (writable && !a.writeable()) throw Error(where + "is a read-only array but is written to");
+    if (writable && !a.writeable()) throw Error(where + "is read-only memory but this op writes into it");
     const size_t item = dtype_size(dt);
     if (a.nbytes() && reinterpret_cast<uintptr_t>(a.data()) % item != 0)
         throw Error(where + "is not aligned to its element size");
     std::vector<int64_t> shape(a.shape(), a.shape() + a.ndim());
-    return Tensor::from_blob(const_cast<void*>(a.data()), shape, dt, Device::cpu(), hold(py::reinterpret_borrow<py::object>(obj)));
+    Tensor t = Tensor::from_blob(const_cast<void*>(a.data()), shape, dt, Device::cpu(),
+                                 hold(py::reinterpret_borrow<py::object>(obj)));
+    return a.writeable() ? t : t.as_read_only();
 }
 
 // ---------------------------------------------------------------- DLPack export
@@ -138,7 +147,7 @@ py::object to_dlpack(const Tensor& t, py::object max_version) {
         DLManagedTensorVersioned* m = &ctx->versioned;
         m->version = {1, 0};
         m->manager_ctx = ctx;
-        m->flags = 0;
+        m->flags = t.read_only() ? kDLPackFlagReadOnly : 0;
         m->deleter = [](DLManagedTensorVersioned* self) { delete static_cast<ExportCtx*>(self->manager_ctx); };
         fill_dl_tensor(ctx, &m->dl_tensor);
         PyObject* cap = PyCapsule_New(m, "dltensor_versioned", versioned_capsule_destructor);
@@ -229,6 +238,7 @@ Tensor from_dlpack(py::object obj) {
             if (mt->deleter) mt->deleter(mt);
         });
         Tensor t = wrap_dl(m->dl_tensor, owner);
+        if (m->flags & kDLPackFlagReadOnly) t = t.as_read_only();
         PyCapsule_SetName(c, "used_dltensor_versioned");
         return t;
     }
@@ -259,7 +269,12 @@ Tensor as_tensor(py::handle obj, const char* op, const char* arg, bool allow_non
         if (allow_none) return Tensor();
         throw Error(std::string(op) + ": argument '" + arg + "' is required (got None)");
     }
-    if (py::isinstance<Tensor>(obj)) return obj.cast<Tensor>();
+    if (py::isinstance<Tensor>(obj)) {
+        Tensor t = obj.cast<Tensor>();
+        if (writable && t.read_only())
+            throw Error(std::string(op) + ": argument '" + arg + "' is read-only memory but this op writes into it");
+        return t;
+    }
     if (py::isinstance<py::array>(obj)) return from_numpy(obj, op, arg, writable);
     throw TypeError(std::string(op) + ": argument '" + arg + "' must be a gptx.Tensor or a numpy array, got " +
                     std::string(py::str(py::type::of(obj).attr("__name__"))));
@@ -274,8 +289,8 @@ CPU tensors share memory with numpy both ways (np.asarray(t), gptx.Tensor(array)
         .def_buffer([](const Tensor& t) -> py::buffer_info {
             if (t.device().kind != Device::Kind::cpu)
                 throw TypeError("Tensor: a " + t.device().str() + " tensor has no CPU buffer; use .to('cpu')");
+            require_numpy_dtype(t);
             const char* fmt = buffer_format(t.dtype());
-            if (!*fmt) throw TypeError("Tensor: bfloat16 has no numpy dtype; convert with .to('float32')");
             std::vector<py::ssize_t> shape(t.shape().begin(), t.shape().end()), strides(shape.size());
             py::ssize_t s = static_cast<py::ssize_t>(dtype_size(t.dtype()));
             for (int64_t i = t.dim() - 1; i >= 0; i--) {
@@ -283,7 +298,7 @@ CPU tensors share memory with numpy both ways (np.asarray(t), gptx.Tensor(array)
                 s *= shape[static_cast<size_t>(i)];
             }
             return py::buffer_info(t.data_ptr(), static_cast<py::ssize_t>(dtype_size(t.dtype())), fmt,
-                                   static_cast<py::ssize_t>(shape.size()), shape, strides);
+                                   static_cast<py::ssize_t>(shape.size()), shape, strides, t.read_only());
         })
         .def_static("empty", [](std::vector<int64_t> shape, const std::string& dtype, const std::string& device) {
             return Tensor::empty(shape, dtype_from_name(dtype), Device::parse(device));
@@ -302,8 +317,12 @@ CPU tensors share memory with numpy both ways (np.asarray(t), gptx.Tensor(array)
             if (t.dim() == 0) throw py::type_error("len() of a 0-d tensor");
             return t.size(0);
         })
-        .def("numpy", [](py::object self) { return py::array(self); }, "A numpy array sharing this tensor's memory.")
+        .def("numpy", [](py::object self) {
+            require_numpy_dtype(self.cast<const Tensor&>());
+            return py::array(self);
+        }, "A numpy array sharing this tensor's memory.")
         .def("__array__", [](py::object self, py::object dtype, py::object copy) {
+            require_numpy_dtype(self.cast<const Tensor&>());
             py::array a(self);
             if (!dtype.is_none()) return a.attr("astype")(dtype, py::arg("copy") = !copy.is(py::bool_(false)));
             if (!copy.is_none() && copy.cast<bool>()) return a.attr("copy")();

@@ -62,6 +62,15 @@ public:
     Tensor to(DType dtype) const;  // CPU conversion (float32 <-> bfloat16/float16 round to nearest even, ints)
     void fill(double value) const;
 
+    // Memory that must not be written (a read-only numpy array, a read-only DLPack export). Ops refuse such a
+    // tensor as an output. Views inherit the flag; clone() and to() give writable copies.
+    bool read_only() const { return read_only_; }
+    Tensor as_read_only() const {
+        Tensor t = *this;
+        t.read_only_ = true;
+        return t;
+    }
+
     // True if the byte ranges of the two tensors intersect.
     bool overlaps(const Tensor& other) const;
     bool same_memory(const Tensor& other) const;  // identical start, dtype and size
@@ -72,6 +81,7 @@ private:
     std::vector<int64_t> shape_;
     DType dtype_ = DType::float32;
     Device device_;
+    bool read_only_ = false;
 };
 
 // numel of a shape with overflow and negativity checks; `what` names the caller in the error.
