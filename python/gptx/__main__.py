@@ -1,24 +1,34 @@
-"""The gptx command line: `gptx info` (more subcommands arrive with the model and sampler)."""
+"""The gptx command line: each subcommand lives in gptx/cli/<name>.py with add_parser(subparsers) and run(args)."""
 import argparse
-import json
+import importlib
 import sys
+
+# Subcommands in the order `gptx --help` lists them; a module that is missing is simply not offered.
+SUBCOMMANDS = ["info", "train", "demo", "prepare", "sample", "eval", "bench"]
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="gptx", description="GPT training and sampling on native kernels")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in SUBCOMMANDS:
+        try:
+            module = importlib.import_module(f"gptx.cli.{name}")
+        except ModuleNotFoundError as e:
+            if e.name == f"gptx.cli.{name}":
+                continue
+            raise
+        p = module.add_parser(sub)
+        p.set_defaults(_run=module.run)
+    return parser
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="gptx", description="GPT training and sampling on native kernels")
-    sub = parser.add_subparsers(dest="command")
-    p_info = sub.add_parser("info", help="version, CPU kernel path, threads, CUDA")
-    p_info.add_argument("--json", action="store_true", help="machine-readable output")
+    parser = build_parser()
     args = parser.parse_args(argv)
-
-    if args.command == "info":
-        from gptx._info import format_info, info
-
-        d = info()
-        print(json.dumps(d, indent=2) if args.json else format_info(d))
-        return 0
-    parser.print_help()
-    return 2
+    if not hasattr(args, "_run"):
+        parser.print_help()
+        return 2
+    return int(args._run(args) or 0)
 
 
 if __name__ == "__main__":
