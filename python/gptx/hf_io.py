@@ -1,0 +1,205 @@
+"""Hugging Face GPT-2 directories (config.json + model.safetensors) to and from gptx.model.GPT."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from gptx.model import GPTConfig, parameter_shapes
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+INDEX_FILE = "model.safetensors.index.json"
+# Both are the tanh approximation of GELU that gptx's kernel computes; "gelu" (erf) and "gelu_fast" differ by up to
+# ~1e-3 and would silently change the model, so they are refused.
+TANH_GELUS = ("gelu_new", "gelu_pytorch_tanh")
+# Causal-mask buffers some GPT-2 files carry; not parameters.
+IGNORED_SUFFIXES = (".attn.bias", ".attn.masked_bias")
+
+
+def _fail(file, msg: str):
+    raise ValueError(f"{file}: {msg}")
+
+
+def read_config(path) -> GPTConfig:
+    """GPTConfig from a GPT-2 config.json, refusing architectures this GPT does not compute."""
+    file = Path(path) / CONFIG_FILE
+    if not file.is_file():
+        _fail(file, "not found (expected a Hugging Face GPT-2 model directory)")
+    try:
+        d = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        _fail(file, f"cannot be read as JSON ({e})")
+    if not isinstance(d, dict):
+        _fail(file, "is not a JSON object")
+    model_type = d.get("model_type", "gpt2")
+    archs = d.get("architectures") or ["GPT2LMHeadModel"]
+    if model_type != "gpt2" or not any(a in ("GPT2LMHeadModel", "GPT2Model") for a in archs):
+        _fail(file, f"model_type {model_type!r} / architectures {archs} is not GPT-2 (GPT2LMHeadModel)")
+    act = d.get("activation_function", "gelu_new")
+    if act not in TANH_GELUS:
+        _fail(file, f"activation_function {act!r} is not supported (only {', '.join(TANH_GELUS)})")
+    checks = {
+        "scale_attn_weights": (True, "attention without the 1/sqrt(head_size) scale"),
+        "scale_attn_by_inverse_layer_idx": (False, "attention scaled by 1/layer_idx"),
+        "add_cross_attention": (False, "cross-attention"),
+        "tie_word_embeddings": (True, "an LM head not tied to wte"),
+    }
+    for key, (want, what) in checks.items():
+        if key in d and bool(d[key]) != want:
+            _fail(file, f"{key}={d[key]!r} ({what}) is not supported")
+    for key in ("n_layer", "n_head", "n_embd", "vocab_size"):
+        if key not in d:
+            _fail(file, f"missing key {key!r}")
+    n_positions = d.get("n_positions", d.get("n_ctx"))
+    if n_positions is None:
+        _fail(file, "missing key 'n_positions'")
+    n_inner = d.get("n_inner")
+    if n_inner is not None and n_inner != 4 * d["n_embd"]:
+        _fail(file, f"n_inner={n_inner} is not supported (only 4 * n_embd = {4 * d['n_embd']})")
+    try:
+        return GPTConfig(
+            n_layer=d["n_layer"],
+            n_head=d["n_head"],
+            n_embd=d["n_embd"],
+            block_size=n_positions,
+            vocab_size=d["vocab_size"],
+            layer_norm_epsilon=d.get("layer_norm_epsilon", 1e-5),
+        )
+    except ValueError as e:
+        _fail(file, str(e))
+
+
+def _safetensors_files(path: Path) -> list[Path]:
+    single, index = path / WEIGHTS_FILE, path / INDEX_FILE
+    if single.is_file():
+        return [single]
+    if index.is_file():
+        try:
+            weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+            return [path / f for f in sorted(set(weight_map.values()))]
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+            _fail(index, f"is not a valid safetensors index ({e})")
+    hint = " (PyTorch .bin files are not read: save the model with safe_serialization)" if any(
+        path.glob("pytorch_model*.bin")) else ""
+    _fail(single, f"not found{hint}")
+
+
+def _read_bfloat16(file: Path, key: str) -> np.ndarray:
+    """A BF16 tensor (numpy has no bfloat16) widened to float32: its 16 bits are the top half of a float32."""
+    with open(file, "rb") as f:
+        n = int.from_bytes(f.read(8), "little")
+        entry = json.loads(f.read(n))[key]
+        begin, end = entry["data_offsets"]
+        f.seek(8 + n + begin)
+        raw = np.frombuffer(f.read(end - begin), dtype="<u2")
+    return (raw.astype(np.uint32) << 16).view(np.float32).reshape(entry["shape"])
+
+
+def read_safetensors(file) -> dict[str, np.ndarray]:
+    """Every tensor of one .safetensors file as a numpy array; a bad or truncated file raises ValueError."""
+    from safetensors import SafetensorError, safe_open
+
+    file = Path(file)
+    if not file.is_file():
+        _fail(file, "not found")
+    out = {}
+    try:
+        with safe_open(str(file), framework="numpy") as f:
+            for key in f.keys():
+                if f.get_slice(key).get_dtype() == "BF16":
+                    out[key] = _read_bfloat16(file, key)
+                else:
+                    out[key] = f.get_tensor(key)
+    except (SafetensorError, OSError, TypeError, ValueError, KeyError) as e:
+        _fail(file, f"is not a readable safetensors file ({e})")
+    return out
+
+
+def _canonical(key: str) -> str:
+    """Old GPT-2 files name tensors without the 'transformer.' prefix ('h.0.attn.c_attn.weight')."""
+    return key if key.startswith(("transformer.", "lm_head.")) else "transformer." + key
+
+
+def load_pretrained(cls, path):
+    """cls(config) with every parameter read from a Hugging Face GPT-2 directory; strict about keys and shapes."""
+    path = Path(path)
+    config = read_config(path)
+    expected = dict(parameter_shapes(config))
+    tensors, origin = {}, {}
+    for file in _safetensors_files(path):
+        for key, value in read_safetensors(file).items():
+            name = _canonical(key)
+            if name.endswith(IGNORED_SUFFIXES):
+                continue
+            if name in tensors:
+                _fail(file, f"key {key!r} appears twice (also in {origin[name]})")
+            tensors[name], origin[name] = value, file
+    lm_head = tensors.pop("lm_head.weight", None)
+    where = origin.get("lm_head.weight")
+    for name in sorted(set(tensors) - set(expected)):
+        _fail(origin[name], f"unexpected key {name!r} (not a GPT-2 parameter)")
+    files = ", ".join(sorted({str(f) for f in origin.values()})) or str(path / WEIGHTS_FILE)
+    for name, shape in expected.items():
+        if name not in tensors:
+            _fail(files, f"missing key {name!r}")
+        value = tensors[name]
+        if tuple(value.shape) != shape:
+            _fail(origin[name], f"key {name!r} has shape {tuple(value.shape)}, expected {shape}")
+        if not np.issubdtype(value.dtype, np.floating):
+            _fail(origin[name], f"key {name!r} has dtype {value.dtype}, expected a float type")
+    if lm_head is not None:
+        wte = tensors["transformer.wte.weight"]
+        if lm_head.shape != wte.shape or not np.array_equal(lm_head, wte):
+            _fail(where, "lm_head.weight differs from transformer.wte.weight (an untied LM head is not supported)")
+    model = cls._uninitialized(config)
+    model.load_state_dict(tensors, strict=True)
+    return model
+
+
+def hf_config_dict(config: GPTConfig) -> dict:
+    """A config.json that transformers reads as GPT2LMHeadModel (dropout 0: this model trains without it)."""
+    d = {
+        "architectures": ["GPT2LMHeadModel"],
+        "model_type": "gpt2",
+        "activation_function": "gelu_new",
+        "vocab_size": config.vocab_size,
+        "n_positions": config.block_size,
+        "n_ctx": config.block_size,
+        "n_embd": config.n_embd,
+        "n_layer": config.n_layer,
+        "n_head": config.n_head,
+        "n_inner": None,
+        "layer_norm_epsilon": config.layer_norm_epsilon,
+        "initializer_range": 0.02,
+        "resid_pdrop": 0.0,
+        "embd_pdrop": 0.0,
+        "attn_pdrop": 0.0,
+        "scale_attn_weights": True,
+        "scale_attn_by_inverse_layer_idx": False,
+        "reorder_and_upcast_attn": False,
+        "tie_word_embeddings": True,
+        "use_cache": True,
+        "dtype": "float32",
+    }
+    # GPT-2's <|endoftext|> (50256) only exists in a vocabulary that large.
+    eot = 50256 if config.vocab_size > 50256 else None
+    d["bos_token_id"] = d["eos_token_id"] = eot
+    return d
+
+
+def save_pretrained(model, path) -> None:
+    """Write config.json and model.safetensors (tied LM head omitted, as transformers itself saves GPT-2)."""
+    from safetensors.numpy import save_file
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    tensors = {name: np.ascontiguousarray(a) for name, a in model.named_parameters()}
+    # Write to temporary names and rename, so an interrupted save never leaves a half-written model behind.
+    tmp_weights, tmp_config = path / (WEIGHTS_FILE + ".tmp"), path / (CONFIG_FILE + ".tmp")
+    save_file(tensors, str(tmp_weights), metadata={"format": "pt"})
+    tmp_config.write_text(json.dumps(hf_config_dict(model.config), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp_weights, path / WEIGHTS_FILE)
+    os.replace(tmp_config, path / CONFIG_FILE)

@@ -1,0 +1,342 @@
+"""GPT-2 on the gptx.ops kernels: GPTConfig, parameters under Hugging Face names, explicit forward and backward."""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+
+import numpy as np
+
+from gptx import ops
+from gptx.activations import Activations
+
+IGNORE_INDEX = -100
+# The embedding table is padded to a multiple of 64 rows (50257 -> 50304) so the LM-head matmul's N dimension tiles
+# evenly; the padding rows stay zero and their logits are never read.
+VOCAB_MULTIPLE = 64
+_ALIGN = 16  # floats: every parameter starts on a 64-byte boundary inside the flat buffer
+
+
+@dataclass
+class GPTConfig:
+    n_layer: int = 12
+    n_head: int = 12
+    n_embd: int = 768
+    block_size: int = 1024
+    vocab_size: int = 50257
+    layer_norm_epsilon: float = 1e-5
+
+    def __post_init__(self):
+        for name in ("n_layer", "n_head", "n_embd", "block_size", "vocab_size"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+                raise ValueError(f"GPTConfig.{name} must be a positive integer, got {v!r}")
+            setattr(self, name, int(v))
+        if self.n_embd % self.n_head:
+            raise ValueError(f"GPTConfig.n_embd ({self.n_embd}) must be a multiple of n_head ({self.n_head})")
+        eps = float(self.layer_norm_epsilon)
+        if not (eps > 0 and math.isfinite(eps)):
+            raise ValueError(f"GPTConfig.layer_norm_epsilon must be positive, got {self.layer_norm_epsilon!r}")
+        self.layer_norm_epsilon = eps
+
+    @property
+    def padded_vocab_size(self) -> int:
+        return -(-self.vocab_size // VOCAB_MULTIPLE) * VOCAB_MULTIPLE
+
+    @property
+    def head_size(self) -> int:
+        return self.n_embd // self.n_head
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "GPTConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"GPTConfig: unknown keys {unknown} (expected some of {sorted(known)})")
+        return cls(**d)
+
+
+def parameter_shapes(config: GPTConfig) -> list[tuple[str, tuple[int, ...]]]:
+    """Hugging Face GPT2LMHeadModel names and shapes, in its order (Conv1D weights are (in, out))."""
+    C, L = config.n_embd, config.n_layer
+    shapes = [("transformer.wte.weight", (config.vocab_size, C)), ("transformer.wpe.weight", (config.block_size, C))]
+    for i in range(L):
+        h = f"transformer.h.{i}."
+        shapes += [
+            (h + "ln_1.weight", (C,)), (h + "ln_1.bias", (C,)),
+            (h + "attn.c_attn.weight", (C, 3 * C)), (h + "attn.c_attn.bias", (3 * C,)),
+            (h + "attn.c_proj.weight", (C, C)), (h + "attn.c_proj.bias", (C,)),
+            (h + "ln_2.weight", (C,)), (h + "ln_2.bias", (C,)),
+            (h + "mlp.c_fc.weight", (C, 4 * C)), (h + "mlp.c_fc.bias", (4 * C,)),
+            (h + "mlp.c_proj.weight", (4 * C, C)), (h + "mlp.c_proj.bias", (C,)),
+        ]
+    shapes += [("transformer.ln_f.weight", (C,)), ("transformer.ln_f.bias", (C,))]
+    return shapes
+
+
+def _short(name: str) -> str:
+    """'transformer.h.3.attn.c_proj.weight' -> 'attn.c_proj.weight' (the per-layer key)."""
+    return name.split(".", 3)[3]
+
+
+class _FlatStore:
+    """All tensors of one kind (parameters or gradients) as aligned views of one zeroed float32 buffer."""
+
+    def __init__(self, config: GPTConfig):
+        specs, offset = [], 0
+        for name, shape in parameter_shapes(config):
+            # wte is stored padded to Vp rows; the named tensor is a view of its first vocab_size rows.
+            storage = (config.padded_vocab_size, shape[1]) if name == "transformer.wte.weight" else shape
+            specs.append((name, shape, storage, offset))
+            offset += -(-math.prod(storage) // _ALIGN) * _ALIGN
+        raw = np.zeros(offset + _ALIGN, dtype=np.float32)
+        start = (-raw.ctypes.data // 4) % _ALIGN
+        self.flat = raw[start:start + offset]
+        self.full, self.named = {}, {}
+        for name, shape, storage, off in specs:
+            full = self.flat[off:off + math.prod(storage)].reshape(storage)
+            self.full[name] = full
+            self.named[name] = full[: shape[0]] if storage != shape else full
+        L = config.n_layer
+        self.layers = [
+            {_short(n): a for n, a in self.named.items() if n.startswith(f"transformer.h.{i}.")} for i in range(L)
+        ]
+        self.wte = self.full["transformer.wte.weight"]  # (Vp, C)
+        self.wpe = self.named["transformer.wpe.weight"]
+        self.lnf_w = self.named["transformer.ln_f.weight"]
+        self.lnf_b = self.named["transformer.ln_f.bias"]
+
+
+class GPT:
+    """GPT-2 (learned positions, pre-LayerNorm blocks, causal attention, GELU MLP, LM head tied to wte).
+
+    forward() keeps what backward() needs in buffers allocated once per (B, T); backward() adds the gradient of the
+    mean loss into `grads`. The logits forward returns are a view of the internal buffer: valid until the next
+    forward() or backward() (backward turns them into their gradient in place to save a (B*T, Vp) buffer).
+    """
+
+    def __init__(self, config: GPTConfig, seed: int = 0):
+        self._allocate(config)
+        self._init_weights(seed)
+
+    @classmethod
+    def _uninitialized(cls, config: GPTConfig) -> "GPT":
+        """A model with zeroed parameters, for loaders that overwrite all of them (skips ~1 s of sampling at 124M)."""
+        model = cls.__new__(cls)
+        model._allocate(config)
+        return model
+
+    def _allocate(self, config: GPTConfig) -> None:
+        if not isinstance(config, GPTConfig):
+            raise TypeError(f"GPT: config must be a GPTConfig, got {type(config).__name__}")
+        self.config = config
+        self._p = _FlatStore(config)
+        self._g = _FlatStore(config)
+        self.grads: dict[str, np.ndarray] = self._g.named
+        self._acts: Activations | None = None
+        self._pending = False  # forward(idx, targets) done, backward() not yet
+        self._count = 0
+
+    # ------------------------------------------------------------------------------------------- parameters
+    def _init_weights(self, seed: int) -> None:
+        """GPT-2 init: N(0, 0.02); residual projections N(0, 0.02 / sqrt(2 n_layer)); biases 0; layernorm 1, 0."""
+        rng = np.random.default_rng(seed)
+        proj_std = 0.02 / math.sqrt(2 * self.config.n_layer)
+        for name, a in self._p.named.items():
+            if name.endswith(".bias"):
+                a.fill(0.0)
+            elif ".ln_" in name:
+                a.fill(1.0)
+            else:
+                rng.standard_normal(out=a, dtype=np.float32)
+                a *= np.float32(proj_std if name.endswith("c_proj.weight") else 0.02)
+
+    def named_parameters(self) -> list[tuple[str, np.ndarray]]:
+        return list(self._p.named.items())
+
+    def parameters(self) -> list[np.ndarray]:
+        return list(self._p.named.values())
+
+    def num_parameters(self) -> int:
+        return sum(a.size for a in self._p.named.values())
+
+    def zero_grad(self) -> None:
+        self._g.flat.fill(0.0)
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        return {name: a.copy() for name, a in self._p.named.items()}
+
+    def load_state_dict(self, sd: dict, strict: bool = True) -> None:
+        """Copy sd's arrays into the parameters in place (the optimizer's arrays stay valid)."""
+        params = self._p.named
+        missing = [n for n in params if n not in sd]
+        unexpected = [n for n in sd if n not in params]
+        if strict and (missing or unexpected):
+            raise ValueError(f"load_state_dict: missing keys {missing}, unexpected keys {unexpected}")
+        for name in params:
+            if name in sd:
+                v = np.asarray(sd[name])
+                if v.shape != params[name].shape:
+                    raise ValueError(
+                        f"load_state_dict: {name} has shape {tuple(v.shape)}, expected {params[name].shape}"
+                    )
+                if not np.issubdtype(v.dtype, np.floating):
+                    raise ValueError(f"load_state_dict: {name} has dtype {v.dtype}, expected a float type")
+        for name, a in params.items():
+            if name in sd:
+                np.copyto(a, np.asarray(sd[name]), casting="same_kind")
+
+    @classmethod
+    def from_pretrained(cls, path) -> "GPT":
+        """Load a Hugging Face GPT-2 directory (config.json + model.safetensors)."""
+        from gptx.hf_io import load_pretrained
+
+        return load_pretrained(cls, path)
+
+    def save_pretrained(self, path) -> None:
+        """Write config.json + model.safetensors that transformers.GPT2LMHeadModel.from_pretrained loads."""
+        from gptx.hf_io import save_pretrained
+
+        save_pretrained(self, path)
+
+    # ------------------------------------------------------------------------------------------- forward
+    def _buffers(self, B: int, T: int) -> Activations:
+        if self._acts is None or self._acts.shape != (B, T):
+            self._acts = None  # free the old set first: peak memory is one set, not two
+            c = self.config
+            self._acts = Activations(B, T, c.n_layer, c.n_head, c.n_embd, c.padded_vocab_size)
+        return self._acts
+
+    def _check_ids(self, x, what: str, allow_ignore: bool) -> np.ndarray:
+        x = np.asarray(x)
+        if x.dtype == np.bool_ or not np.issubdtype(x.dtype, np.integer):
+            raise TypeError(f"GPT.forward: {what} must be an integer array, got dtype {x.dtype}")
+        if x.ndim != 2:
+            raise ValueError(f"GPT.forward: {what} must be (B, T), got shape {x.shape}")
+        V = self.config.vocab_size
+        if x.size:
+            lo, hi = int(x.min()), int(x.max())
+            bad_lo = lo < 0 and not (allow_ignore and lo == IGNORE_INDEX and (x[x < 0] == IGNORE_INDEX).all())
+            if bad_lo or hi >= V:
+                extra = f" or {IGNORE_INDEX}" if allow_ignore else ""
+                raise ValueError(f"GPT.forward: {what} values must be in [0, {V}){extra}; got min {lo}, max {hi}")
+        return x
+
+    def forward(self, idx, targets=None):
+        """idx (B, T) token ids -> (logits (B, T, vocab_size), mean loss over targets != -100, or None)."""
+        c = self.config
+        idx = self._check_ids(idx, "idx", allow_ignore=False)
+        B, T = idx.shape
+        if not 1 <= T <= c.block_size or B < 1:
+            raise ValueError(f"GPT.forward: idx shape {idx.shape} needs B >= 1 and 1 <= T <= {c.block_size}")
+        if targets is not None:
+            targets = self._check_ids(targets, "targets", allow_ignore=True)
+            if targets.shape != idx.shape:
+                raise ValueError(f"GPT.forward: targets shape {targets.shape} != idx shape {idx.shape}")
+        self._pending = False
+        a = self._buffers(B, T)
+        np.copyto(a.idx, idx, casting="unsafe")  # values were range-checked above
+        P, eps = self._p, c.layer_norm_epsilon
+        ops.embedding_forward(a.idx, P.wte, P.wpe, out=a.encoded)
+        for l, p in enumerate(P.layers):
+            x = a.layer_input(l)
+            ops.layernorm_forward(x, p["ln_1.weight"], p["ln_1.bias"], eps, out=a.ln1[l], mean=a.ln1_mean[l],
+                                  rstd=a.ln1_rstd[l])
+            ops.matmul_forward(a.ln1[l], p["attn.c_attn.weight"], p["attn.c_attn.bias"], out=a.qkv[l])
+            ops.attention_forward(a.qkv5[l], causal=True, out=a.atty[l], lse=a.att_lse[l])
+            ops.matmul_forward(a.atty3[l], p["attn.c_proj.weight"], p["attn.c_proj.bias"], out=a.res2[l])
+            ops.add_forward(x, a.res2[l], out=a.res2[l])
+            ops.layernorm_forward(a.res2[l], p["ln_2.weight"], p["ln_2.bias"], eps, out=a.ln2[l],
+                                  mean=a.ln2_mean[l], rstd=a.ln2_rstd[l])
+            ops.matmul_forward(a.ln2[l], p["mlp.c_fc.weight"], p["mlp.c_fc.bias"], out=a.fch[l])
+            ops.gelu_forward(a.fch[l], out=a.scratch4)
+            ops.matmul_forward(a.scratch4, p["mlp.c_proj.weight"], p["mlp.c_proj.bias"], out=a.res3[l])
+            ops.add_forward(a.res2[l], a.res3[l], out=a.res3[l])
+        ops.layernorm_forward(a.final(), P.lnf_w, P.lnf_b, eps, out=a.lnf, mean=a.lnf_mean, rstd=a.lnf_rstd)
+        # LM head tied to wte: logits (B*T, Vp) = lnf @ wte^T over the padded table.
+        ops.matmul_forward(a.lnf.reshape(B * T, c.n_embd), P.wte, trans_b=True, out=a.logits)
+        logits = a.logits[:, : c.vocab_size].reshape(B, T, c.vocab_size)
+        if targets is None:
+            return logits, None
+        np.copyto(a.targets, targets, casting="unsafe")
+        tg = a.targets.reshape(B * T)
+        ops.cross_entropy_forward(a.logits, tg, V=c.vocab_size, ignore_index=IGNORE_INDEX, losses=a.losses,
+                                  lse=a.ce_lse)
+        self._count = int(np.count_nonzero(tg != IGNORE_INDEX))
+        self._pending = True
+        if self._count == 0:  # like torch: the mean of nothing
+            return logits, float("nan")
+        return logits, float(np.sum(a.losses, dtype=np.float64) / self._count)
+
+    # ------------------------------------------------------------------------------------------- backward
+    def backward(self) -> None:
+        """Add d(mean loss)/d(parameter) of the last forward(idx, targets) into self.grads."""
+        if not self._pending:
+            raise RuntimeError("GPT.backward: call forward(idx, targets) first (one backward per forward)")
+        self._pending = False
+        if self._count == 0:
+            return  # every target ignored: the gradient is zero
+        c, a, P, G = self.config, self._acts, self._p, self._g
+        B, T = a.shape
+        BT, C = B * T, c.n_embd
+        dres, dx, dqkv, dqkv5 = a.grad_scratch()
+        # Loss -> logits: softmax - onehot, scaled by 1/count, written over the logits (no second (BT, Vp) buffer).
+        a.dlosses.fill(1.0 / self._count)
+        tg = a.targets.reshape(BT)
+        ops.cross_entropy_backward(a.logits, a.ce_lse, tg, a.dlosses, V=c.vocab_size, ignore_index=IGNORE_INDEX,
+                                   dlogits=a.logits)
+        lnf2 = a.lnf.reshape(BT, C)
+        # dwte += dlogits^T @ lnf (padding columns of dlogits are 0, so padded rows stay 0); dlnf = dlogits @ wte.
+        ops.matmul_backward(a.logits, lnf2, P.wte, trans_b=True, need_da=False, need_db=True, db=G.wte,
+                            accumulate=True)
+        ops.matmul_backward(a.logits, lnf2, P.wte, trans_b=True, need_da=True, need_db=False,
+                            da=dx.reshape(BT, C))
+        dres.fill(0.0)
+        ops.layernorm_backward(dx, a.final(), P.lnf_w, a.lnf_mean, a.lnf_rstd, dinp=dres, dweight=G.lnf_w,
+                               dbias=G.lnf_b, accumulate=True)
+        for l in reversed(range(c.n_layer)):
+            p, g = P.layers[l], G.layers[l]
+            # MLP. dres = d(res3) = d(res2) through the identity path; the LN path is added by layernorm_backward.
+            ops.gelu_forward(a.fch[l], out=a.scratch4)  # recompute the GELU output (not kept by forward)
+            self._linear_weight_grads(dres, a.scratch4, g, "mlp.c_proj")
+            ops.matmul_forward(dres, p["mlp.c_proj.weight"], trans_b=True, out=a.scratch4)
+            ops.gelu_backward(a.scratch4, a.fch[l], dinp=a.scratch4)
+            self._linear_weight_grads(a.scratch4, a.ln2[l], g, "mlp.c_fc")
+            ops.matmul_forward(a.scratch4, p["mlp.c_fc.weight"], trans_b=True, out=dx)
+            ops.layernorm_backward(dx, a.res2[l], p["ln_2.weight"], a.ln2_mean[l], a.ln2_rstd[l], dinp=dres,
+                                   dweight=g["ln_2.weight"], dbias=g["ln_2.bias"], accumulate=True)
+            # Attention.
+            self._linear_weight_grads(dres, a.atty3[l], g, "attn.c_proj")
+            ops.matmul_forward(dres, p["attn.c_proj.weight"], trans_b=True, out=dx)
+            ops.attention_backward(dx.reshape(a.atty[l].shape), a.qkv5[l], None, None, a.atty[l], a.att_lse[l],
+                                   causal=True, dq=dqkv5)
+            self._linear_weight_grads(dqkv, a.ln1[l], g, "attn.c_attn")
+            ops.matmul_forward(dqkv, p["attn.c_attn.weight"], trans_b=True, out=dx)
+            ops.layernorm_backward(dx, a.layer_input(l), p["ln_1.weight"], a.ln1_mean[l], a.ln1_rstd[l],
+                                   dinp=dres, dweight=g["ln_1.weight"], dbias=g["ln_1.bias"], accumulate=True)
+        ops.embedding_backward(dres, a.idx, G.wte, G.wpe)
+
+    @staticmethod
+    def _linear_weight_grads(dout, inp, g, prefix: str) -> None:
+        """dW += inp^T @ dout, db += sum(dout) for the Conv1D `prefix` (y = inp @ W + b)."""
+        w, b = g[prefix + ".weight"], g[prefix + ".bias"]
+        K, N = w.shape
+        ops.matmul_forward(inp.reshape(-1, K), dout.reshape(-1, N), trans_a=True, out=w, accumulate=True)
+        ops.bias_backward(dout, dbias=b, accumulate=True)
+
+    # Pickle / copy.deepcopy: the parameters and gradients are views of two flat buffers, which a member-by-member copy
+    # would turn into unrelated arrays; rebuild the views instead (activation buffers are re-made on demand).
+    def __getstate__(self) -> dict:
+        return {"config": self.config.to_dict(), "params": self._p.flat, "grads": self._g.flat}
+
+    def __setstate__(self, state: dict) -> None:
+        self._allocate(GPTConfig.from_dict(state["config"]))
+        self._p.flat[:] = state["params"]
+        self._g.flat[:] = state["grads"]
+
+    def __repr__(self) -> str:
+        c = self.config
+        return (f"GPT(n_layer={c.n_layer}, n_head={c.n_head}, n_embd={c.n_embd}, block_size={c.block_size}, "
+                f"vocab_size={c.vocab_size}, parameters={self.num_parameters():,})")
