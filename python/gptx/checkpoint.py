@@ -1,0 +1,264 @@
+"""Training checkpoints: safetensors for tensors, JSON for the rest, a sha256 manifest, atomic directory writes.
+
+Layout of a run directory:
+    out_dir/latest.json            {"checkpoint": "step-000100"}  (replaced atomically after each save)
+    out_dir/step-000100/manifest.json   {"format": "gptx-checkpoint", "version": 1, "files": {name: {sha256, bytes}}}
+                        model.safetensors       parameters (Hugging Face names)
+                        optimizer.safetensors   AdamW moments ("m/<name>", "v/<name>"), when an optimizer is saved
+                        config.json             the model config
+                        state.json              step, RNG states, data cursors, train config, tokenizer name, ...
+                        tokenizer/...           what Tokenizer.save wrote, when a tokenizer is saved
+A checkpoint is written into a temporary directory and renamed into place, and latest.json moves only after that, so
+a crash mid-save leaves the previous checkpoint (and the pointer to it) intact. Every load checks every file's size and
+sha256 first: a truncated, corrupt or missing file is a ValueError naming it, never a crash or silent garbage.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+FORMAT = "gptx-checkpoint"
+VERSION = 1
+MANIFEST = "manifest.json"
+LATEST = "latest.json"
+PREFIX = "step-"
+
+
+def _json_default(o):
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.floating):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, (Path, os.PathLike)):
+        return os.fspath(o)
+    raise TypeError(f"checkpoint: cannot store {type(o).__name__} in JSON")
+
+
+def _write_json(path: Path, obj) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(obj, f, indent=1, default=_json_default, allow_nan=True)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # some filesystems cannot open directories; the rename is still atomic
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _save_tensors(path: Path, tensors: dict) -> None:
+    from safetensors.numpy import save_file
+
+    save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, os.fspath(path), metadata={"format": "np"})
+    _fsync_file(path)
+
+
+def save_checkpoint(out_dir, model, optimizer=None, state=None, tokenizer=None, keep=2) -> Path:
+    """Write a checkpoint of `model` (and `optimizer`, `state`, `tokenizer`) under out_dir; returns its directory.
+
+    state: a JSON-able dict; its "step" (default: the optimizer's step count, else 0) names the directory.
+    keep: how many checkpoints to keep in out_dir (older ones are deleted after the new one is in place); 0 keeps all.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    state = dict(state or {})
+    step = int(state.get("step", optimizer.step_count if optimizer is not None else 0))
+    state["step"] = step
+    name = f"{PREFIX}{step:06d}"
+    final = out_dir / name
+    tmp = out_dir / f".tmp-{name}-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    try:
+        _save_tensors(tmp / "model.safetensors", model.state_dict())
+        if optimizer is not None:
+            osd = optimizer.state_dict()
+            tensors = {f"m/{n}": a for n, a in osd["m"].items()}
+            tensors.update({f"v/{n}": a for n, a in osd["v"].items()})
+            _save_tensors(tmp / "optimizer.safetensors", tensors)
+            state["optimizer"] = {"step": osd["step"], **optimizer.hparams()}
+        _write_json(tmp / "config.json", model.config.to_dict())
+        if tokenizer is not None:
+            state.setdefault("tokenizer", getattr(tokenizer, "name", None))
+            tokenizer.save(tmp / "tokenizer")
+        _write_json(tmp / "state.json", state)
+        files = {}
+        for p in sorted(tmp.rglob("*")):
+            if p.is_file():
+                rel = p.relative_to(tmp).as_posix()
+                files[rel] = {"sha256": _sha256(p), "bytes": p.stat().st_size}
+        _write_json(tmp / MANIFEST, {"format": FORMAT, "version": VERSION, "step": step, "files": files})
+        _fsync_dir(tmp)
+        if final.exists():  # a stale checkpoint of the same step (e.g. from a run that was resumed earlier)
+            trash = out_dir / f".old-{name}-{os.getpid()}"
+            os.replace(final, trash)
+            shutil.rmtree(trash, ignore_errors=True)
+        os.replace(tmp, final)
+        _fsync_dir(out_dir)
+        pointer = out_dir / f".tmp-{LATEST}-{os.getpid()}"
+        _write_json(pointer, {"checkpoint": name, "step": step})
+        os.replace(pointer, out_dir / LATEST)
+        _fsync_dir(out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if keep and keep > 0:
+        for old in list_checkpoints(out_dir)[:-keep]:
+            if old != final:
+                shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def list_checkpoints(out_dir) -> list[Path]:
+    """Checkpoint directories in out_dir, oldest step first."""
+    out_dir = Path(out_dir)
+    if not out_dir.is_dir():
+        return []
+    found = [p for p in out_dir.iterdir()
+             if p.is_dir() and p.name.startswith(PREFIX) and p.name[len(PREFIX):].isdigit()]
+    return sorted(found, key=lambda p: int(p.name[len(PREFIX):]))
+
+
+def _read_json(path: Path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise ValueError(f"checkpoint file {path} is missing") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"checkpoint file {path} is not valid JSON: {e}") from None
+
+
+def is_checkpoint(path) -> bool:
+    path = Path(path)
+    return (path / MANIFEST).is_file() or (path / LATEST).is_file()
+
+
+def resolve_checkpoint(path) -> Path:
+    """A checkpoint directory itself, or the one a run directory's latest.json points to."""
+    path = Path(path)
+    if (path / MANIFEST).is_file():
+        return path
+    if (path / LATEST).is_file():
+        latest = _read_json(path / LATEST)
+        name = latest.get("checkpoint") if isinstance(latest, dict) else None
+        if not isinstance(name, str) or "/" in name or "\\" in name or name in ("", ".", ".."):
+            raise ValueError(f"checkpoint file {path / LATEST} does not name a checkpoint directory")
+        target = path / name
+        if not (target / MANIFEST).is_file():
+            raise ValueError(f"{path / LATEST} points to {target}, which has no {MANIFEST} (missing or deleted)")
+        return target
+    if not path.exists():
+        raise ValueError(f"no checkpoint at {path}: the directory does not exist")
+    raise ValueError(f"no gptx checkpoint at {path}: neither {MANIFEST} nor {LATEST} found")
+
+
+def verify_checkpoint(path) -> dict:
+    """Check every file in the manifest (present, size, sha256); returns the manifest. ValueError names the file."""
+    path = resolve_checkpoint(path)
+    manifest = _read_json(path / MANIFEST)
+    files = manifest.get("files") if isinstance(manifest, dict) else None
+    if not isinstance(files, dict) or manifest.get("format") != FORMAT:
+        raise ValueError(f"checkpoint file {path / MANIFEST} is not a {FORMAT} manifest")
+    if manifest.get("version") != VERSION:
+        raise ValueError(f"checkpoint file {path / MANIFEST}: version {manifest.get('version')} (this gptx reads "
+                         f"{VERSION})")
+    for rel, meta in manifest["files"].items():
+        f = path / rel
+        if Path(rel).is_absolute() or ".." in Path(rel).parts or not isinstance(meta, dict):
+            raise ValueError(f"checkpoint file {path / MANIFEST}: bad entry {rel!r}")
+        if not f.is_file():
+            raise ValueError(f"checkpoint file {f} is missing")
+        size = f.stat().st_size
+        if size != meta.get("bytes"):
+            raise ValueError(f"checkpoint file {f} has {size} bytes, the manifest says {meta.get('bytes')} "
+                             f"(truncated or overwritten)")
+        if _sha256(f) != meta.get("sha256"):
+            raise ValueError(f"checkpoint file {f} is corrupt: its sha256 does not match the manifest")
+    for required in ("model.safetensors", "config.json", "state.json"):
+        if required not in manifest["files"]:
+            raise ValueError(f"checkpoint {path}: the manifest does not list {required}")
+    return manifest
+
+
+def _load_tensors(path: Path) -> dict:
+    from safetensors.numpy import load_file
+
+    try:
+        return load_file(os.fspath(path))
+    except Exception as e:  # safetensors raises its own error types for malformed headers
+        raise ValueError(f"checkpoint file {path} cannot be read as safetensors: {e}") from None
+
+
+@dataclass
+class Checkpoint:
+    """Everything a checkpoint holds, loaded and verified."""
+
+    path: Path
+    config: dict          # the model config (GPTConfig.to_dict())
+    model: dict           # parameter name -> np.ndarray
+    optimizer: dict | None  # {"step", "m": {name: array}, "v": {name: array}} or None
+    state: dict           # state.json
+    tokenizer_dir: Path | None
+
+    @property
+    def step(self) -> int:
+        return int(self.state.get("step", 0))
+
+
+def load_checkpoint(path, with_optimizer=True) -> Checkpoint:
+    """Verify and load a checkpoint directory (or a run directory's latest checkpoint)."""
+    path = resolve_checkpoint(path)
+    manifest = verify_checkpoint(path)
+    config = _read_json(path / "config.json")
+    state = _read_json(path / "state.json")
+    if not isinstance(config, dict) or not isinstance(state, dict):
+        raise ValueError(f"checkpoint {path}: config.json and state.json must hold JSON objects")
+    model = _load_tensors(path / "model.safetensors")
+    optimizer = None
+    if with_optimizer and "optimizer.safetensors" in manifest["files"]:
+        tensors = _load_tensors(path / "optimizer.safetensors")
+        m = {k[2:]: v for k, v in tensors.items() if k.startswith("m/")}
+        v = {k[2:]: v for k, v in tensors.items() if k.startswith("v/")}
+        if set(m) != set(v) or len(m) + len(v) != len(tensors):
+            raise ValueError(f"checkpoint file {path / 'optimizer.safetensors'} does not hold matching m/ and v/ "
+                             f"moments")
+        opt_state = state.get("optimizer", {})
+        optimizer = {"step": int(opt_state.get("step", state.get("step", 0))), "m": m, "v": v}
+    tok = path / "tokenizer"
+    return Checkpoint(path=path, config=config, model=model, optimizer=optimizer, state=state,
+                      tokenizer_dir=tok if tok.is_dir() else None)

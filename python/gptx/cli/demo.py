@@ -1,0 +1,129 @@
+"""`gptx demo`: train the small byte-level Shakespeare model for a few minutes, then print what it writes."""
+from __future__ import annotations
+
+import codecs
+import os
+import sys
+import time
+
+import numpy as np
+
+# Margin kept out of the time budget for evaluation, the final checkpoint and sampling: a few % of a 3-minute run.
+BUDGET_SHARE = 0.9
+
+
+def add_parser(sub):
+    p = sub.add_parser("demo", help="train a small Shakespeare model for a few minutes and sample from it",
+                       description="Train the shakespeare preset (a 0.8 M-parameter byte-level GPT) on the bundled "
+                       "Tiny Shakespeare for a few minutes, showing progress, then print a sample.")
+    p.add_argument("--minutes", type=float, default=3.0, metavar="M", help="training time budget (default 3)")
+    p.add_argument("--steps", type=int, metavar="N", help="exact number of steps (default: as many as fit in "
+                   "--minutes, at most 5000)")
+    p.add_argument("--threads", type=int, metavar="N", help="CPU threads (default: all cores)")
+    p.add_argument("--out", metavar="DIR", help="also keep the run (checkpoint, log.jsonl) in DIR, for `gptx train "
+                   "--resume` or sampling later")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--prompt", default="ROMEO:", help="text the sample starts from (default 'ROMEO:')")
+    p.add_argument("--chars", type=int, default=500, metavar="N", help="bytes to generate (default 500)")
+    p.add_argument("--temperature", type=float, default=0.8)
+    p.add_argument("--top-k", type=int, default=40, metavar="K", help="sample among the K most likely (0: all)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def sample_tokens(model, ids, max_new_tokens, temperature=0.8, top_k=40, rng=None):
+    """Yield max_new_tokens ids, each drawn from the model's next-token distribution given the last block_size ids.
+
+    Runs a full forward pass over the context for every token (simple, O(T) per token); temperature 0 is greedy.
+    """
+    rng = np.random.default_rng() if rng is None else rng
+    ids = list(ids)
+    block = model.config.block_size
+    for _ in range(max_new_tokens):
+        ctx = np.asarray(ids[-block:], dtype=np.int32)[None, :]
+        logits, _ = model.forward(ctx)
+        z = logits[0, -1].astype(np.float64)
+        if temperature <= 0:
+            nxt = int(np.argmax(z))
+        else:
+            z = z / temperature
+            if top_k and 0 < top_k < z.size:
+                kth = np.partition(z, -top_k)[-top_k]
+                z = np.where(z < kth, -np.inf, z)
+            p = np.exp(z - z.max())
+            nxt = int(rng.choice(z.size, p=p / p.sum()))
+        ids.append(nxt)
+        yield nxt
+
+
+def _time_step(model, train, cfg, rng) -> float:
+    """Seconds per optimizer step: the median of three forward + backward passes after an untimed warm-up one."""
+    times = []
+    for _ in range(4):
+        x, y = train.get_batch(cfg.batch_size, cfg.block_size, rng)
+        t0 = time.perf_counter()
+        model.forward(x, y)
+        model.backward()
+        times.append(time.perf_counter() - t0)
+    model.zero_grad()
+    # + ~5% for the AdamW step, the clipping norm and logging
+    return float(np.median(times[1:])) * cfg.grad_accum * 1.05
+
+
+def run(args) -> int:
+    import gptx
+    from gptx.cli.train import PRESETS, build_data
+    from gptx.model import GPT, GPTConfig
+    from gptx.tokenizer import Tokenizer
+    from gptx.trainer import TrainConfig, Trainer
+
+    if args.out:
+        from gptx.checkpoint import is_checkpoint
+
+        if is_checkpoint(args.out) or os.path.exists(os.path.join(args.out, "log.jsonl")):
+            print(f"gptx demo: error: {args.out} already holds a run; choose another --out", file=sys.stderr)
+            return 1
+    if args.threads:
+        gptx.set_num_threads(args.threads)
+    preset = PRESETS["shakespeare"]
+    tokenizer = Tokenizer.bytes()
+    model = GPT(GPTConfig(vocab_size=tokenizer.vocab_size, **preset["model"]), seed=args.seed)
+    settings = dict(preset["train"], eval_batches=4, ckpt_every=0, log_every=25)
+    probe = TrainConfig(**settings)
+    train, val, desc = build_data({"kind": "shakespeare", "val_fraction": 0.1}, tokenizer, probe.block_size, args.seed)
+    budget = args.minutes * 60.0
+    threads = gptx.get_num_threads()
+    print(f"gptx demo: a {model.num_parameters() / 1e6:.2f} M-parameter byte-level GPT "
+          f"({model.config.n_layer} layers, {model.config.n_embd} wide, {model.config.block_size}-byte context) "
+          f"on Tiny Shakespeare ({desc}), {threads} thread{'s' if threads != 1 else ''}", flush=True)
+    if args.steps is not None:
+        steps = max(1, args.steps)
+    else:
+        per_step = _time_step(model, train, probe, np.random.default_rng(args.seed + 1))
+        steps = int(min(5000, max(10, budget * BUDGET_SHARE / per_step)))
+        print(f"one step takes ~{per_step:.2f} s: training {steps} steps (budget {args.minutes:g} min)", flush=True)
+    settings.update(steps=steps, warmup=min(settings["warmup"], max(1, steps // 10)),
+                    eval_every=max(1, steps // 5), log_every=max(1, min(settings["log_every"], steps // 10)))
+    cfg = TrainConfig(**settings, seed=args.seed, max_seconds=budget, progress=not args.no_progress,
+                      out_dir=os.path.abspath(args.out) if args.out else None)
+    trainer = Trainer(model, cfg, train, val, tokenizer, extra_state={"data": {"kind": "shakespeare",
+                                                                               "val_fraction": 0.1},
+                                                                      "preset": "shakespeare"})
+    t0 = time.perf_counter()
+    summary = trainer.fit()
+    wall = time.perf_counter() - t0
+    val_txt = f", val loss {summary['val_loss']:.3f}" if summary["val_loss"] is not None else ""
+    print(f"\ntrained {summary['step']} steps in {wall:.0f} s: loss {summary['loss']:.3f}{val_txt} "
+          f"(uniform guessing over 256 bytes: {np.log(256):.3f})")
+    print(f"\n--- sample (temperature {args.temperature:g}, top-k {args.top_k}) ---")
+    prompt_ids = tokenizer.encode(args.prompt) or [ord("\n")]
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    sys.stdout.write(args.prompt)
+    rng = np.random.default_rng(args.seed)
+    for tok in sample_tokens(model, prompt_ids, args.chars, args.temperature, args.top_k, rng):
+        sys.stdout.write(decoder.decode(bytes([tok])))
+        sys.stdout.flush()
+    sys.stdout.write(decoder.decode(b"", final=True) + "\n---\n")
+    if args.out:
+        print(f"run saved in {args.out}")
+    return 0

@@ -1,0 +1,360 @@
+"""The training loop: gradient accumulation, clipping, scheduled AdamW, evaluation, logging, exact resume."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from gptx.checkpoint import load_checkpoint, save_checkpoint
+from gptx.optim import AdamW, clip_grad_norm, lr_schedule
+
+
+@dataclass
+class TrainConfig:
+    """Everything that shapes a training run. `steps` is the TOTAL number of optimizer steps (also on resume)."""
+
+    steps: int = 1000
+    batch_size: int = 16           # sequences per micro-batch
+    block_size: int = 128          # tokens per sequence
+    grad_accum: int = 1            # micro-batches per optimizer step (tokens/step = batch * block * grad_accum)
+    lr: float = 1e-3
+    min_lr: float | None = None    # None: lr / 10, the cosine floor of the GPT-3 paper
+    warmup: int = 100
+    weight_decay: float = 0.1
+    betas: tuple = (0.9, 0.95)
+    eps: float = 1e-8
+    grad_clip: float = 1.0         # max global gradient norm; 0 disables clipping
+    eval_every: int = 100          # steps between validation losses; 0: only at the end
+    eval_batches: int = 8
+    ckpt_every: int = 0            # steps between checkpoints; 0: only at the end
+    out_dir: str | None = None     # checkpoints, log.jsonl, loss.png; None: nothing is written
+    seed: int = 0                  # seeds the batch sampler's RNG
+    log_every: int = 10            # steps between terminal log lines (log.jsonl gets every step)
+    threads: int | None = None     # gptx.set_num_threads for the run; None keeps the current setting
+    max_seconds: float | None = None  # wall-time cap: stop (and checkpoint) after this many seconds of training
+    keep_checkpoints: int = 2      # checkpoints kept in out_dir; 0 keeps all
+    progress: bool = True          # tqdm progress bar on stderr
+
+    def __post_init__(self):
+        self.betas = tuple(float(b) for b in self.betas)
+        for name in ("steps", "batch_size", "block_size", "grad_accum"):
+            if int(getattr(self, name)) < 1 and not (name == "steps" and self.steps == 0):
+                raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.lr <= 0 or not math.isfinite(self.lr):
+            raise ValueError(f"TrainConfig.lr must be a positive number, got {self.lr}")
+
+    @property
+    def final_lr(self) -> float:
+        return self.lr / 10 if self.min_lr is None else self.min_lr
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["betas"] = list(self.betas)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+def _data_state(data):
+    return data.state_dict() if data is not None and hasattr(data, "state_dict") else None
+
+
+def _load_data_state(data, state, what):
+    if state is None or data is None:
+        return
+    if not hasattr(data, "load_state_dict"):
+        raise ValueError(f"the checkpoint holds a {what} data cursor but the {what} data cannot restore one")
+    data.load_state_dict(state)
+
+
+class Trainer:
+    """Trains `model` (gptx.model.GPT or anything with its interface) on batches from train_data.get_batch."""
+
+    def __init__(self, model, config: TrainConfig, train_data, val_data=None, tokenizer=None, extra_state=None):
+        self.model = model
+        self.cfg = config
+        self.train_data = train_data
+        self.val_data = val_data
+        self.tokenizer = tokenizer
+        self.extra_state = dict(extra_state or {})  # JSON-able, stored in each checkpoint (e.g. the CLI's data spec)
+        if config.block_size > model.config.block_size:
+            raise ValueError(f"block_size {config.block_size} exceeds the model's block_size "
+                             f"{model.config.block_size}")
+        self.opt = AdamW(model.named_parameters(), model.grads, lr=config.lr, betas=config.betas, eps=config.eps,
+                         weight_decay=config.weight_decay)
+        self.rng = np.random.default_rng(config.seed)
+        self.step = 0
+        self.val_loss = None
+        self.last_loss = None
+        self._saved_step = None
+        self._evaluated_step = None
+        self._interrupted = False
+        self._bar = None
+
+    # ---- one step -------------------------------------------------------------------------------------------
+    def train_step(self) -> dict:
+        """One optimizer step over grad_accum micro-batches; returns its log record."""
+        cfg, model = self.cfg, self.model
+        t0 = time.perf_counter()
+        lr = lr_schedule(self.step, cfg.steps, cfg.lr, cfg.warmup, cfg.final_lr)
+        model.zero_grad()
+        total, tokens = 0.0, 0
+        for _ in range(cfg.grad_accum):
+            x, y = self.train_data.get_batch(cfg.batch_size, cfg.block_size, self.rng)
+            _, loss = model.forward(x, y)
+            model.backward()  # adds into model.grads: the sum of the micro-batch mean gradients
+            total += loss
+            tokens += x.size
+        loss = total / cfg.grad_accum
+        # The accumulated gradient is a sum of grad_accum means; 1/grad_accum makes it the mean. It is fused into the
+        # AdamW kernel (grad_scale) together with the clipping factor, so the gradients are never rescaled in place.
+        norm, clip = clip_grad_norm(model.grads, cfg.grad_clip, grad_scale=1.0 / cfg.grad_accum)
+        if not (math.isfinite(loss) and math.isfinite(norm)):
+            raise FloatingPointError(f"step {self.step + 1}: loss {loss}, gradient norm {norm}: training diverged "
+                                     f"(try a lower learning rate)")
+        self.opt.step(lr=lr, grad_scale=clip / cfg.grad_accum)
+        self.step += 1
+        self.last_loss = loss
+        dt = time.perf_counter() - t0
+        return {"step": self.step, "loss": loss, "lr": lr, "grad_norm": norm, "clip": clip,
+                "tokens_per_s": tokens / max(dt, 1e-9), "step_s": dt}
+
+    def evaluate(self, batches=None) -> float | None:
+        """Mean validation loss over the same `batches` batches every time (training state is left untouched)."""
+        if self.val_data is None:
+            return None
+        cfg = self.cfg
+        batches = cfg.eval_batches if batches is None else batches
+        saved = _data_state(self.val_data)
+        rng = np.random.default_rng([cfg.seed, 1])  # its own stream: evaluation never moves the training RNG
+        losses = []
+        for _ in range(max(1, batches)):
+            x, y = self.val_data.get_batch(cfg.batch_size, cfg.block_size, rng)
+            losses.append(self.model.forward(x, y)[1])
+        if saved is not None:
+            self.val_data.load_state_dict(saved)
+        self.val_loss = float(np.mean(losses))
+        return self.val_loss
+
+    # ---- the loop -------------------------------------------------------------------------------------------
+    def fit(self, until: int | None = None) -> dict:
+        """Train to cfg.steps (or stop early at step `until`); checkpoints, logs; returns a summary."""
+        import gptx
+
+        cfg = self.cfg
+        stop = cfg.steps if until is None else min(cfg.steps, until)
+        threads_before = gptx.get_num_threads()
+        if cfg.threads:
+            gptx.set_num_threads(cfg.threads)
+        start = time.perf_counter()
+        start_step = self.step
+        timed_out = False
+        self._interrupted = False
+        self._open_progress(stop)
+        previous_handler = self._catch_interrupt()
+        try:
+            while self.step < stop and not self._interrupted:
+                rec = self.train_step()
+                rec["elapsed_s"] = time.perf_counter() - start
+                self._log(rec)
+                if self._bar is not None:
+                    self._bar.update(1)
+                    self._bar.set_postfix(loss=f"{rec['loss']:.4f}", lr=f"{rec['lr']:.2e}", refresh=False)
+                if cfg.log_every and (self.step % cfg.log_every == 0 or self.step == stop):
+                    self._say(f"step {self.step:>6}/{cfg.steps} | loss {rec['loss']:.4f} | lr {rec['lr']:.2e} | "
+                              f"grad norm {rec['grad_norm']:.3f} | {rec['tokens_per_s']:,.0f} tok/s")
+                if cfg.eval_every and self.step % cfg.eval_every == 0:
+                    self._eval_and_log()
+                if cfg.ckpt_every and self.step % cfg.ckpt_every == 0:
+                    self.save()
+                if cfg.max_seconds is not None and time.perf_counter() - start >= cfg.max_seconds:
+                    timed_out = self.step < stop
+                    break
+            self._close_progress()
+            # the end of the run is always evaluated and saved (once, if the periodic ones just did it)
+            if timed_out:
+                self._say(f"stopped at step {self.step}: the time limit of {cfg.max_seconds:.0f} s was reached")
+            if self._interrupted:
+                self._say(f"interrupted at step {self.step}: saving (Ctrl-C again aborts)")
+            if self.step > start_step and self._evaluated_step != self.step:
+                self._eval_and_log()
+            if cfg.out_dir is not None and self._saved_step != self.step:
+                self.save()
+        finally:
+            self._close_progress()
+            gptx.set_num_threads(threads_before)
+            if previous_handler is not None:
+                signal.signal(signal.SIGINT, previous_handler)
+        seconds = time.perf_counter() - start
+        if cfg.out_dir is not None:
+            self.plot()
+        return {"step": self.step, "loss": self.last_loss, "val_loss": self.val_loss, "seconds": seconds,
+                "steps_run": self.step - start_step, "timed_out": timed_out, "interrupted": self._interrupted}
+
+    def _catch_interrupt(self):
+        """First Ctrl-C: finish the current step, then evaluate and checkpoint (a step cut half way would leave the
+        parameters half updated). The second one interrupts at once. Returns the handler to restore, or None."""
+        if threading.current_thread() is not threading.main_thread():
+            return None
+        previous = signal.getsignal(signal.SIGINT)
+        if previous is None:  # installed outside Python: fall back to the usual KeyboardInterrupt
+            previous = signal.default_int_handler
+
+        def handler(signum, frame):
+            self._interrupted = True
+            signal.signal(signal.SIGINT, previous)
+
+        signal.signal(signal.SIGINT, handler)
+        return previous
+
+    def _eval_and_log(self):
+        self._evaluated_step = self.step
+        v = self.evaluate()
+        if v is not None:
+            self._log({"step": self.step, "val_loss": v})
+            self._say(f"step {self.step:>6}/{self.cfg.steps} | val loss {v:.4f}")
+
+    # ---- output ---------------------------------------------------------------------------------------------
+    def _open_progress(self, stop):
+        self._bar = None
+        if self.cfg.progress and self.step < stop:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=stop, initial=self.step, desc="train", unit="step", file=sys.stderr,
+                             dynamic_ncols=True, leave=False)
+
+    def _close_progress(self):
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+    def _say(self, line):
+        if self._bar is not None:
+            self._bar.write(line, file=sys.stdout)
+        else:
+            print(line, flush=True)
+
+    @property
+    def log_path(self) -> Path | None:
+        return None if self.cfg.out_dir is None else Path(self.cfg.out_dir) / "log.jsonl"
+
+    def _log(self, rec):
+        path = self.log_path
+        if path is None:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(rec) + "\n")
+
+    def plot(self) -> Path | None:
+        """out_dir/loss.png from log.jsonl when matplotlib is installed (silently nothing otherwise)."""
+        path = self.log_path
+        if path is None or not path.exists():
+            return None
+        try:
+            from matplotlib.figure import Figure  # no pyplot: leaves the caller's backend and figures alone
+        except Exception:
+            return None
+        train, val = [], []
+        for line in path.read_text(encoding="utf-8").splitlines():
+            rec = json.loads(line)
+            (train if "loss" in rec else val).append((rec["step"], rec.get("loss", rec.get("val_loss"))))
+        fig = Figure(figsize=(7, 4))
+        ax = fig.subplots()
+        if train:
+            ax.plot(*zip(*train), label="train", lw=1)
+        if val:
+            ax.plot(*zip(*val), "o-", label="val", lw=1.5)
+        ax.set_xlabel("step")
+        ax.set_ylabel("loss")
+        ax.legend()
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        out = path.parent / "loss.png"
+        fig.savefig(out, dpi=100)
+        return out
+
+    # ---- checkpoints ----------------------------------------------------------------------------------------
+    def state(self) -> dict:
+        """The JSON-able training state stored next to the tensors."""
+        return {
+            "step": self.step,
+            "train_config": self.cfg.to_dict(),
+            "rng": self.rng.bit_generator.state,
+            "train_data": _data_state(self.train_data),
+            "val_data": _data_state(self.val_data),
+            "tokenizer": getattr(self.tokenizer, "name", None),
+            "loss": self.last_loss,
+            "val_loss": self.val_loss,
+            "extra": self.extra_state,
+        }
+
+    def save(self, out_dir=None) -> Path:
+        out_dir = out_dir if out_dir is not None else self.cfg.out_dir
+        if out_dir is None:
+            raise ValueError("Trainer.save: no out_dir (set TrainConfig.out_dir or pass one)")
+        path = save_checkpoint(out_dir, self.model, self.opt, state=self.state(), tokenizer=self.tokenizer,
+                               keep=self.cfg.keep_checkpoints)
+        self._saved_step = self.step
+        self._say(f"step {self.step:>6}/{self.cfg.steps} | checkpoint {path}")
+        return path
+
+    def restore(self, path) -> "Trainer":
+        """Load model, optimizer, step, RNG and data cursors from a checkpoint so training continues bit for bit."""
+        ck = path if hasattr(path, "optimizer") else load_checkpoint(path)
+        mine = self.model.config.to_dict()
+        if {k: ck.config.get(k) for k in mine} != mine:
+            raise ValueError(f"checkpoint {ck.path} is for a different model config: {ck.config} vs {mine}")
+        if ck.optimizer is None:
+            raise ValueError(f"checkpoint {ck.path} has no optimizer state; it can initialise a model, not resume")
+        self.model.load_state_dict(ck.model)
+        self.opt.load_state_dict(ck.optimizer)
+        st = ck.state
+        self.step = int(st["step"])
+        self.rng.bit_generator.state = st["rng"]
+        _load_data_state(self.train_data, st.get("train_data"), "training")
+        _load_data_state(self.val_data, st.get("val_data"), "validation")
+        self.last_loss, self.val_loss = st.get("loss"), st.get("val_loss")
+        self._saved_step = self.step
+        self._truncate_log()
+        return self
+
+    def _truncate_log(self):
+        # a run that crashed after its last checkpoint logged steps that the resumed run is about to redo
+        path = self.log_path
+        if path is None or not path.exists():
+            return
+        keep = []
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                if json.loads(line).get("step", 0) <= self.step:
+                    keep.append(line)
+            except json.JSONDecodeError:
+                continue
+        path.write_text("".join(k + "\n" for k in keep), encoding="utf-8")
+
+    @classmethod
+    def resume(cls, path, train_data, val_data=None, tokenizer=None, **overrides) -> "Trainer":
+        """A Trainer rebuilt from a checkpoint (path or loaded Checkpoint): the model from its config, TrainConfig
+        from its state, then `overrides` (e.g. steps=2000 to extend the run). out_dir defaults to the run folder the
+        checkpoint lives in."""
+        from gptx.model import GPT, GPTConfig
+
+        ck = path if hasattr(path, "optimizer") else load_checkpoint(path)
+        model = GPT(GPTConfig.from_dict(ck.config))
+        cfg = TrainConfig.from_dict(ck.state["train_config"])
+        overrides.setdefault("out_dir", str(Path(ck.path).parent))
+        cfg = dataclasses.replace(cfg, **overrides)
+        trainer = cls(model, cfg, train_data, val_data, tokenizer, extra_state=ck.state.get("extra"))
+        return trainer.restore(ck)

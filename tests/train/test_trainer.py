@@ -1,0 +1,121 @@
+"""Trainer: a short real run on Shakespeare learns, logs parse, evaluation is repeatable, limits and errors hold."""
+import json
+import math
+
+import numpy as np
+import pytest
+
+from gptx.data import FinetuneDataset, TokenDataset, encode_pairs, shakespeare_text, train_val_split
+from gptx.model import GPT, GPTConfig
+from gptx.tokenizer import Tokenizer
+from gptx.trainer import TrainConfig, Trainer
+
+SHAPE = dict(n_layer=1, n_head=2, n_embd=32, block_size=32, vocab_size=256)
+
+
+def shakespeare(n_chars=200_000):
+    tokens = Tokenizer.bytes().encode_array(shakespeare_text()[:n_chars])
+    train, val = train_val_split(tokens, 0.1)
+    return TokenDataset(train), TokenDataset(val)
+
+
+def test_short_run_learns_and_logs(tmp_path, capsys):
+    cfg = TrainConfig(steps=60, batch_size=8, block_size=32, lr=1e-2, min_lr=1e-3, warmup=5, eval_every=20,
+                      eval_batches=4, out_dir=str(tmp_path), log_every=20, threads=2, progress=True)
+    trainer = Trainer(GPT(GPTConfig(**SHAPE)), cfg, *shakespeare(), tokenizer=Tokenizer.bytes())
+    v0 = trainer.evaluate()
+    assert v0 == pytest.approx(math.log(256), abs=0.1)  # untrained: ~uniform over 256 bytes
+    summary = trainer.fit()
+    assert summary["step"] == 60 and not summary["timed_out"]
+    records = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    train = [r for r in records if "loss" in r]
+    val = [r for r in records if "val_loss" in r]
+    assert [r["step"] for r in train] == list(range(1, 61))
+    assert [r["step"] for r in val] == [20, 40, 60]
+    for r in train:
+        assert set(r) >= {"step", "loss", "lr", "grad_norm", "tokens_per_s"} and math.isfinite(r["loss"])
+    first = np.mean([r["loss"] for r in train[:3]])
+    last = np.mean([r["loss"] for r in train[-5:]])
+    assert last < first - 0.5, (first, last)
+    assert val[-1]["val_loss"] < v0 - 0.5
+    assert train[4]["lr"] == pytest.approx(1e-2)  # end of warmup
+    assert train[-1]["lr"] < 2e-3                 # end of the cosine
+    out = capsys.readouterr().out
+    assert "step     20/60 | loss" in out and "val loss" in out and "checkpoint" in out
+    assert (tmp_path / "latest.json").is_file()
+    try:
+        import matplotlib  # noqa: F401
+        assert (tmp_path / "loss.png").is_file()
+    except ImportError:
+        assert not (tmp_path / "loss.png").exists()
+
+
+def test_evaluate_is_repeatable_and_leaves_training_alone():
+    trainer = Trainer(GPT(GPTConfig(**SHAPE)), TrainConfig(steps=2, batch_size=4, block_size=32, eval_batches=3,
+                                                             progress=False, log_every=0), *shakespeare(20_000))
+    state = trainer.rng.bit_generator.state
+    val_state = trainer.val_data.state_dict()
+    a, b = trainer.evaluate(), trainer.evaluate()
+    assert a == b
+    assert trainer.rng.bit_generator.state == state and trainer.val_data.state_dict() == val_state
+
+
+def test_time_limit_stops_and_checkpoints(tmp_path):
+    cfg = TrainConfig(steps=10_000, batch_size=2, block_size=16, out_dir=str(tmp_path), max_seconds=0.0,
+                      progress=False, log_every=0)
+    summary = Trainer(GPT(GPTConfig(**SHAPE)), cfg, *shakespeare(20_000)).fit()
+    assert summary["timed_out"] and summary["step"] == 1
+    assert (tmp_path / "step-000001").is_dir()
+
+
+def test_ctrl_c_finishes_the_step_then_saves(tmp_path):
+    import os
+    import signal
+
+    train, val = shakespeare(20_000)
+
+    class Interrupting:
+        calls = 0
+
+        def get_batch(self, *args):
+            Interrupting.calls += 1
+            if Interrupting.calls == 3:
+                os.kill(os.getpid(), signal.SIGINT)  # arrives in the middle of step 3
+            return train.get_batch(*args)
+
+    before = signal.getsignal(signal.SIGINT)
+    cfg = TrainConfig(steps=50, batch_size=2, block_size=16, out_dir=str(tmp_path), progress=False, log_every=0)
+    summary = Trainer(GPT(GPTConfig(**SHAPE)), cfg, Interrupting(), val).fit()
+    assert summary["interrupted"] and summary["step"] == 3
+    assert (tmp_path / "step-000003").is_dir()
+    assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_finetune_pairs_train():
+    tok = Tokenizer.bytes()
+    pairs = [("Q: what is two plus two?\nA:", " four"), ("Q: colour of the sky?\nA:", " blue")] * 4
+    examples = encode_pairs(pairs, tok, block_size=32)
+    cfg = TrainConfig(steps=30, batch_size=4, block_size=32, lr=1e-2, warmup=2, progress=False, log_every=0,
+                      eval_every=0)
+    trainer = Trainer(GPT(GPTConfig(**SHAPE)), cfg, FinetuneDataset(examples), FinetuneDataset(examples))
+    before = trainer.evaluate()
+    trainer.fit()
+    assert trainer.val_loss < before - 1.0
+    x, y = FinetuneDataset(examples).get_batch(2, 32, np.random.default_rng(0))
+    assert (y == -100).any() and (y != -100).any()
+
+
+def test_config_checks_and_divergence(tmp_path):
+    with pytest.raises(ValueError, match="block_size"):
+        Trainer(GPT(GPTConfig(**SHAPE)), TrainConfig(block_size=64), *shakespeare(20_000))
+    with pytest.raises(ValueError, match="lr"):
+        TrainConfig(lr=0.0)
+    cfg = TrainConfig(**dict(TrainConfig().to_dict(), steps=5))
+    assert cfg.betas == (0.9, 0.95) and TrainConfig.from_dict(cfg.to_dict()) == cfg
+    model = GPT(GPTConfig(**SHAPE))
+    model.load_state_dict({n: np.full_like(p, np.nan) if n.endswith("ln_f.weight") else p
+                           for n, p in model.state_dict().items()})
+    trainer = Trainer(model, TrainConfig(steps=3, batch_size=2, block_size=16, progress=False, log_every=0),
+                      *shakespeare(20_000))
+    with pytest.raises(FloatingPointError, match="step 1"):
+        trainer.fit()
