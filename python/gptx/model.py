@@ -326,6 +326,27 @@ class GPT:
         ops.matmul_forward(inp.reshape(-1, K), dout.reshape(-1, N), trans_a=True, out=w, accumulate=True)
         ops.bias_backward(dout, dbias=b, accumulate=True)
 
+    # ------------------------------------------------------------------------------------------- inference
+    # The inference pass (KV cache, LM head on the last position only) lives in gptx.inference / gptx.generate;
+    # these delegate so the model is the one object users handle.
+    def forward_cached(self, idx_new, cache, slot: int = 0, all_logits: bool = False):
+        """Prefill idx_new (T tokens) into cache slot `slot` -> logits of the last token (or of all with all_logits)."""
+        from gptx.inference import prefill
+
+        return prefill(self, cache, slot, idx_new, all_logits=all_logits)
+
+    def generate(self, prompt_ids, max_new_tokens, **kwargs):
+        """New token ids for a prompt or a batch of prompts; see gptx.generate.generate for the arguments."""
+        from gptx.generate import generate
+
+        return generate(self, prompt_ids, max_new_tokens, **kwargs)
+
+    def stream(self, prompt_ids, max_new_tokens, **kwargs):
+        """Yield tokens (or text pieces, given a tokenizer) as they are made; see gptx.generate.stream."""
+        from gptx.generate import stream
+
+        return stream(self, prompt_ids, max_new_tokens, **kwargs)
+
     # Pickle / copy.deepcopy: the parameters and gradients are views of two flat buffers, which a member-by-member copy
     # would turn into unrelated arrays; rebuild the views instead (activation buffers are re-made on demand).
     def __getstate__(self) -> dict:

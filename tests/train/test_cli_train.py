@@ -1,7 +1,6 @@
 """`gptx train` (text, shards, JSONL, --init from gptx and Hugging Face, refusals) and `gptx demo`, in process."""
 import json
 
-import numpy as np
 import pytest
 
 from gptx.__main__ import main
@@ -98,12 +97,11 @@ def test_demo_tiny_budget(tmp_path, capsys):
     assert load_checkpoint(tmp_path / "demo").step == 3
 
 
-def test_sample_tokens_greedy_and_top_k():
-    from gptx.cli.demo import sample_tokens
-
+def test_demo_sampling_runs_past_the_context():
+    # The demo samples more bytes than its context holds: generate's sliding window crops the context.
     model = GPT(GPTConfig(n_layer=1, n_head=1, n_embd=8, block_size=4, vocab_size=11))
-    a = list(sample_tokens(model, [1, 2], 10, temperature=0))
-    b = list(sample_tokens(model, [1, 2], 10, temperature=0))
-    assert a == b and all(0 <= t < 11 for t in a)  # runs past block_size (context is cropped)
-    top1 = list(sample_tokens(model, [1, 2], 10, temperature=1.0, top_k=1, rng=np.random.default_rng(0)))
+    a = model.generate([1, 2], 10, temperature=0, sliding_window=True)
+    b = model.generate([1, 2], 10, temperature=0, sliding_window=True)
+    assert a == b and len(a) == 10 and all(0 <= t < 11 for t in a)
+    top1 = model.generate([1, 2], 10, temperature=1.0, top_k=1, seed=0, sliding_window=True)
     assert top1 == a  # top-k 1 is greedy

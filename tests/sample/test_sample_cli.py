@@ -1,0 +1,88 @@
+"""`gptx sample` and `gptx eval` as subprocesses on a tiny checkpoint made here."""
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gptx.checkpoint import save_checkpoint
+from gptx.model import GPT, GPTConfig
+from gptx.tokenizer import Tokenizer
+
+PYTHON_DIR = str(Path(__file__).resolve().parents[2] / "python")
+
+
+def gptx(*args):
+    env = dict(os.environ, PYTHONPATH=PYTHON_DIR + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    r = subprocess.run([sys.executable, "-m", "gptx", *map(str, args)], capture_output=True, text=True, env=env,
+                       timeout=120)
+    return r.returncode, r.stdout, r.stderr
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("run")
+    m = GPT(GPTConfig(n_layer=1, n_head=2, n_embd=16, block_size=32, vocab_size=256), seed=0)
+    m._p.wte[:] *= 10
+    save_checkpoint(d, m, tokenizer=Tokenizer.bytes(), state={"step": 1})
+    return d, m
+
+
+def test_sample_streams_and_matches_generate(run_dir):
+    d, m = run_dir
+    rc, out, err = gptx("sample", d, "--prompt", "ab", "--max-new-tokens", 12, "--seed", 3, "--num-samples", 2,
+                        "--top-k", 40, "--threads", 1)
+    assert rc == 0, err
+    rc2, out2, err2 = gptx("sample", next(Path(d).glob("step-*")), "--prompt", "ab", "--max-new-tokens", 12,
+                           "--seed", 3, "--num-samples", 2, "--top-k", 40, "--no-stream")
+    assert rc2 == 0, err2
+    assert out == out2  # streamed one by one == generated as a batch; a run dir == its step dir
+    tok = Tokenizer.bytes()
+    ids = m.generate([[97, 98]] * 2, 12, seed=3, top_k=40)
+    assert out == "".join(f"--- sample {i + 1} ---\nab{tok.decode(x)}\n" for i, x in enumerate(ids))
+    rc, out, err = gptx("sample", d, "--prompt", "ab", "--max-new-tokens", 40)
+    assert rc == 1 and "--sliding-window" in err and not out
+    rc, out, err = gptx("sample", d, "--prompt", "ab", "--max-new-tokens", 40, "--sliding-window", "--seed", 1,
+                        "--temperature", 0)
+    assert rc == 0 and len(out.encode("utf-8", "replace")) >= 40
+    rc, out, err = gptx("sample", d, "--top-p", 2)
+    assert rc == 1 and "top_p" in err
+    rc, out, err = gptx("sample", Path(d) / "nothing")
+    assert rc == 1 and "error" in err
+
+
+def test_eval_reports_loss_perplexity_bits_per_byte(run_dir, tmp_path):
+    d, m = run_dir
+    text = "To be, or not to be: that is the question. " * 3 + "!"  # 130 bytes: 4 windows of 32, a tail of 1
+    f = tmp_path / "t.txt"
+    f.write_text(text, encoding="utf-8")
+    rc, out, err = gptx("eval", d, "--data", f, "--batch-size", 3)
+    assert rc == 0, err
+    vals = dict(line.split(": ", 1) for line in out.strip().splitlines())
+    ids = np.frombuffer(text.encode(), dtype=np.uint8).astype(np.int64)
+    nats = 0.0
+    for s in range(0, len(ids) - 1, 32):
+        x = ids[s:s + 32][: len(ids) - 1 - s]
+        y = ids[s + 1:s + 1 + len(x)]
+        nats += m.forward(x[None], y[None])[1] * len(x)
+    loss = nats / (len(ids) - 1)
+    assert float(vals["loss"].split()[0]) == pytest.approx(loss, abs=1e-4)
+    assert float(vals["perplexity"]) == pytest.approx(math.exp(loss), rel=1e-3)
+    assert float(vals["bits per byte"]) == pytest.approx(loss / math.log(2), abs=1e-4)  # bytes: 1 token = 1 byte
+    assert vals["tokens scored"].startswith(f"{len(ids) - 1} ")
+    rc, out, err = gptx("eval", d, "--data", tmp_path / "missing.txt")
+    assert rc == 1 and "cannot read" in err
+
+
+def test_sample_from_hugging_face_directory(tmp_path):
+    m = GPT(GPTConfig(n_layer=1, n_head=2, n_embd=16, block_size=32, vocab_size=50257), seed=0)
+    m.save_pretrained(tmp_path / "hf")
+    rc, out, err = gptx("sample", tmp_path / "hf", "--prompt", "Hello", "--max-new-tokens", 6, "--seed", 2,
+                        "--no-stream")
+    assert rc == 0, err
+    tok = Tokenizer.gpt2()
+    ids = [t for t in m.generate(tok.encode("Hello"), 6, seed=2, stop=[tok.eot_token]) if t != tok.eot_token]
+    assert out == "Hello" + tok.decode(ids) + "\n"
