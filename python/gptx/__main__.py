@@ -8,7 +8,9 @@ SUBCOMMANDS = ["info", "train", "demo", "prepare", "sample", "eval", "bench"]
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog="gptx", description="GPT training and sampling on native kernels")
+    parser = argparse.ArgumentParser(
+        prog="gptx", description="GPT training and sampling on native kernels",
+        epilog="gptx --cmake-dir / --include-dir: print where the C++ package's CMake config / headers are")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in SUBCOMMANDS:
         try:
@@ -22,7 +24,22 @@ def build_parser():
     return parser
 
 
+# Path queries for C++ builds (`cmake -Dgptx_DIR="$(python -m gptx --cmake-dir)"`), answered before the
+# subcommand parser so they print nothing but the path.
+PATH_FLAGS = {"--cmake-dir": "get_cmake_dir", "--include-dir": "get_include"}
+
+
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in PATH_FLAGS:
+        from gptx import _paths
+
+        try:
+            print(getattr(_paths, PATH_FLAGS[argv[0]])())
+        except FileNotFoundError as e:
+            print(f"gptx: {e}", file=sys.stderr)
+            return 1
+        return 0
     parser = build_parser()
     args = parser.parse_args(argv)
     if not hasattr(args, "_run"):

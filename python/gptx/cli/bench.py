@@ -1,0 +1,65 @@
+"""`gptx bench`: runs the native gptx-bench program shipped in the wheel (gptx/bin), passing the flags through."""
+import os
+import shutil
+import subprocess
+import sys
+
+# (flag, argparse keywords): the gptx-bench options, mirrored so `gptx bench --help` documents them.
+_FLAGS = [
+    ("--op", dict(action="append", metavar="NAME", help="op or row to run (repeatable, or a comma list)")),
+    ("--shape", dict(action="append", metavar="S", help="MxNxK (matmul) or BxNHxTxHS (attention); repeatable")),
+    ("--threads", dict(type=int, metavar="N", help="kernel and probe threads (default: all cores)")),
+    ("--isa", dict(metavar="NAME", help="CPU kernel path: generic, avx2, avx512, reference")),
+    ("--repeats", dict(type=int, metavar="N", help="timed runs per op")),
+    ("--params", dict(type=int, metavar="N", help="parameter count of adamw_step / global_norm")),
+    ("--probe-mib", dict(type=int, metavar="N", help="size of each bandwidth probe array in MiB")),
+    ("--json", dict(metavar="FILE", help="also write the results as JSON")),
+    ("--quick", dict(action="store_true", help="smaller shapes, 3 repeats: smoke tests only")),
+    ("--no-validate", dict(action="store_true", help="skip the reference check")),
+    ("--list", dict(action="store_true", help="list the ops and exit")),
+]
+
+
+def add_parser(sub):
+    p = sub.add_parser("bench", help="validate and time the native CPU ops (runs gptx-bench)")
+    for flag, kw in _FLAGS:
+        p.add_argument(flag, **kw)
+    p.add_argument("--bench-path", metavar="PATH", help="gptx-bench to run (default: the one in the wheel)")
+    return p
+
+
+def find_bench(explicit=None) -> str:
+    """The wheel's gptx/bin/gptx-bench, else $GPTX_BENCH, else gptx-bench on PATH (a plain CMake install)."""
+    from gptx._paths import get_bench_path
+
+    for path in (explicit, get_bench_path(), os.environ.get("GPTX_BENCH"), shutil.which("gptx-bench")):
+        if path and os.path.isfile(path) and os.access(path, os.X_OK):
+            return path
+    raise FileNotFoundError(
+        "gptx-bench not found: this gptx was not installed from a wheel that ships it (gptx/bin/gptx-bench); "
+        "build it with -DGPTX_BUILD_BENCH=ON and pass --bench-path or set GPTX_BENCH")
+
+
+def bench_argv(args) -> list:
+    argv = []
+    for flag, kw in _FLAGS:
+        value = getattr(args, flag[2:].replace("-", "_"))
+        if kw.get("action") == "store_true":
+            if value:
+                argv.append(flag)
+        elif kw.get("action") == "append":
+            for v in value or []:
+                argv += [flag, str(v)]
+        elif value is not None:
+            argv += [flag, str(value)]
+    return argv
+
+
+def run(args) -> int:
+    try:
+        exe = find_bench(args.bench_path)
+    except FileNotFoundError as e:
+        print(f"gptx bench: {e}", file=sys.stderr)
+        return 2
+    sys.stdout.flush()
+    return subprocess.call([exe] + bench_argv(args))
