@@ -8,11 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import gptx as gptx_package
 from gptx.checkpoint import save_checkpoint
 from gptx.model import GPT, GPTConfig
 from gptx.tokenizer import Tokenizer
 
-PYTHON_DIR = str(Path(__file__).resolve().parents[2] / "python")
+# The subprocess must import the same gptx as this test (the installed package in CI, python/ in a dev checkout).
+PYTHON_DIR = os.path.dirname(os.path.dirname(os.path.abspath(gptx_package.__file__)))
 
 
 def gptx(*args):
