@@ -35,7 +35,8 @@ import time
 
 import numpy as np
 
-BEGIN, END = "<!-- compare_cpu:begin -->", "<!-- compare_cpu:end -->"
+from results_md import write_section  # bench/ is on sys.path when run as python bench/X.py
+
 PEERS = ("gptx", "numpy", "torch")
 GROUPS = ("matmul", "softmax", "attention")
 
@@ -364,20 +365,6 @@ def section(rows, args):
                       method])
 
 
-def write_results(path, text):
-    block = f"{BEGIN}\n{text}\n{END}"
-    if os.path.exists(path):
-        with open(path) as f:
-            doc = f.read()
-        if BEGIN in doc and END in doc:
-            doc = doc[:doc.index(BEGIN)] + block + doc[doc.index(END) + len(END):]
-        else:
-            doc = doc.rstrip("\n") + "\n\n" + block + "\n"
-    else:
-        doc = ("# gptx benchmark results\n\nWritten by the scripts in bench/ (see bench/README.md); each script "
-               "replaces only the section between its own markers.\n\n" + block + "\n")
-    with open(path, "w") as f:
-        f.write(doc)
 
 
 def main():
@@ -394,7 +381,7 @@ def main():
     text = section(rows, args)
     print(text)
     if args.write:
-        write_results(args.results, text)
+        write_section(args.results, "compare_cpu", text)
         print(f"\nwrote {args.results}", file=sys.stderr)
     return 0
 

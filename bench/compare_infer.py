@@ -26,7 +26,6 @@ import warnings
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-BEGIN, END = "<!-- compare_infer:begin -->", "<!-- compare_infer:end -->"
 
 
 def parse_args(argv=None):
@@ -55,6 +54,8 @@ sys.path.insert(0, os.path.join(ROOT, "python"))
 sys.path.insert(0, HERE)
 
 import numpy as np  # noqa: E402
+
+from results_md import write_section  # bench/ is on sys.path when run as python bench/X.py
 
 CONFIG = dict(n_layer=12, n_head=12, n_embd=768, block_size=1024, vocab_size=50257)
 PROMPT_LENS = (128, 512)
@@ -264,19 +265,6 @@ def markdown(rows, header):
     return "\n".join(out)
 
 
-def write_results(path, text):
-    block = f"{BEGIN}\n{text}\n{END}"
-    if os.path.exists(path):
-        doc = open(path).read()
-        if BEGIN in doc and END in doc:
-            doc = doc[:doc.index(BEGIN)] + block + doc[doc.index(END) + len(END):]
-        else:
-            doc = doc.rstrip("\n") + "\n\n" + block + "\n"
-    else:
-        doc = ("# gptx benchmark results\n\nWritten by the scripts in bench/ (see bench/README.md); each script "
-               "replaces only the section between its own markers.\n\n" + block + "\n")
-    with open(path, "w") as f:
-        f.write(doc)
 
 
 def main():
@@ -390,7 +378,7 @@ def main():
             "",
             "Check (32-token prompt): " + "; ".join(lines),
         ] + ([f"", "Failed: " + "; ".join(failures)] if failures else []))
-        write_results(a.results, text)
+        write_section(a.results, "compare_infer", text)
         print(f"wrote {a.results}")
     return 0
 

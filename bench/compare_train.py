@@ -33,9 +33,10 @@ import sys
 import tempfile
 import time
 
+from results_md import write_section  # bench/ is on sys.path when run as python bench/X.py
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-BEGIN, END = "<!-- compare_train:begin -->", "<!-- compare_train:end -->"
 FRAMEWORKS = ("gptx", "torch")
 MARK = "COMPARE_TRAIN_RESULT "  # prefix of the child's one result line (libraries may print other lines)
 
@@ -381,20 +382,6 @@ def section(args, rows, all_runs, peak, peak_how, env):
                       markdown_table(rows), "", method, "", "Per run:", "", runs_table(all_runs)])
 
 
-def write_results(path, text):
-    block = f"{BEGIN}\n{text}\n{END}"
-    if os.path.exists(path):
-        with open(path) as f:
-            doc = f.read()
-        if BEGIN in doc and END in doc:
-            doc = doc[:doc.index(BEGIN)] + block + doc[doc.index(END) + len(END):]
-        else:
-            doc = doc.rstrip("\n") + "\n\n" + block + "\n"
-    else:
-        doc = ("# gptx benchmark results\n\nWritten by the scripts in bench/ (see bench/README.md); each script "
-               "replaces only the section between its own markers.\n\n" + block + "\n")
-    with open(path, "w") as f:
-        f.write(doc)
 
 
 def main():
@@ -438,7 +425,7 @@ def main():
     text = section(args, rows, all_runs, peak, peak_how, env)
     print(text)
     if args.write:
-        write_results(args.results, text)
+        write_section(args.results, "compare_train", text)
         print(f"\nwrote {args.results}", file=sys.stderr)
     failed = any("error" in r for _, _, _, r in all_runs)
     return 1 if failed else 0
