@@ -21,6 +21,7 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 import time
 import warnings
 
@@ -36,7 +37,7 @@ def parse_args(argv=None):
     p.add_argument("--quick", action="store_true", help="2 rounds, 32 decode tokens: a smoke test")
     p.add_argument("--write", action="store_true", help="replace the compare_infer section of bench/RESULTS.md")
     p.add_argument("--results", default=os.path.join(HERE, "RESULTS.md"))
-    p.add_argument("--workdir", default="/tmp/gptx-compare-infer")
+    p.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "gptx-compare-infer"))
     p.add_argument("--skip-llama", action="store_true")
     a = p.parse_args(argv)
     if a.repeats is None:

@@ -104,6 +104,13 @@ def batch(cfg):
     return idx, targets
 
 
+def _display_path(path):
+    """The package folder relative to the repository when it is inside it (results must not name this machine)."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    rel = os.path.relpath(path, root)
+    return path if rel.startswith("..") else rel
+
+
 def time_steps(step, warmup, steps):
     """(seconds of each timed step, losses of all steps). Warm-up covers buffer allocation and the optimizer's state."""
     losses = []
@@ -142,7 +149,7 @@ def run_gptx(cfg, args):
     times, losses = time_steps(step, args.warmup, args.steps)
     return dict(times=times, losses=losses, import_mib=import_mib, threads=gptx.get_num_threads(),
                 versions=f"gptx {gptx.__version__} (cpu path {gptx.info()['cpu_isa']}, from "
-                         f"{os.path.dirname(os.path.abspath(gptx.__file__))})",
+                         f"{_display_path(os.path.dirname(os.path.abspath(gptx.__file__)))})",
                 gptx_dir=os.path.dirname(os.path.abspath(gptx.__file__)),
                 optimizer="gptx.AdamW (fused native kernel, clip factor applied inside it)")
 
