@@ -87,7 +87,8 @@ inline void micro_step(const float* __restrict a, const float* __restrict b, Vf 
 
 // a: kc x kMR packed A micro-panel, b: kc x kNR packed B micro-panel (both zero-padded to full tiles).
 // b_next: the B micro-panel the next tile will use when it is another one (or null); it is pulled toward L2, one
-// line per k step, so that tile does not start on L3 misses.
+// line per k step, so that tile does not start on L3 misses. 2 threads, best of 21, with / without: 2048 x 768 x
+// 3072 NT 170 / 147, 2048 x 2304 x 768 NN 163 / 154, 2048 x 768 x 2304 NN 168 / 163, 768 x 2304 x 2048 TN 140 / 150.
 __attribute__((noinline)) void micro_kernel(int64_t kc, const float* __restrict a, const float* __restrict b,
                                             float* c, int64_t ldc, int mr, int nr, float cscale, const float* bias,
                                             const float* b_next) {
@@ -180,6 +181,10 @@ constexpr int64_t kFusedCols = 1024;
 #else
 constexpr int64_t kFusedCols = 512;
 #endif
+// B is packed kFusedGroup micro-panels at a time (64 KiB at KC = 256, AVX2: L2), so the rows of a non-transposed B
+// are read in 256-byte runs. 1 / 2 / 4 panels, N = 2304, K = 768, NN, 1 thread, best of 54: M = 16: 36 / 49 / 51,
+// M = 64: 62 / 66 / 71, M = 200: 77 / 82 / 82 GFLOP/s (with B^T, where each panel reads its own rows: all equal).
+constexpr int64_t kFusedGroup = 4;
 // Taller A blocks go the shared-B way: more, smaller tasks to balance, and A packed once rather than per task.
 constexpr int64_t kFusedMaxM = 256;
 
@@ -190,7 +195,7 @@ void gemm_fused(const GemmArgs& g, int nt, int64_t n_pc, int64_t kc_max) {
     int64_t n_tasks = imax((int64_t)nt, N / kFusedCols / nt * nt);
     n_tasks = imin(n_tasks, n_panels);
     if (n_tasks < nt) nt = (int)n_tasks;
-    const int64_t ap_size = round_up(mc * kc_max, 16), bp_size = round_up(kc_max * kNR, 16);
+    const int64_t ap_size = round_up(mc * kc_max, 16), bp_size = round_up(kc_max * kNR * kFusedGroup, 16);
     float* buf = alloc_floats((int64_t)nt * (ap_size + bp_size));
     TaskRange* ranges = (TaskRange*)aligned_alloc(64, sizeof(TaskRange) * (size_t)nt);
     if (!buf || !ranges) abort();
@@ -207,14 +212,17 @@ void gemm_fused(const GemmArgs& g, int nt, int64_t n_pc, int64_t kc_max) {
                 const int64_t pc = p * kc_max, kc = imin(kc_max, K - pc);
                 const float cscale = p == 0 ? g.beta : 1.0f;
                 const float* bias = p == 0 ? g.bias : nullptr;
-                for (int64_t ir = 0; ir < M; ir += kMR)
-                    pack_a<kMR>(ap + ir * kc, g.A, g.lda, g.trans_a, ir, imin(kMR, M - ir), pc, kc);
-                for (int64_t jp = jp0; jp < jp1; jp++) {
-                    const int64_t j0 = jp * kNR, nr = imin(kNR, N - j0);
-                    pack_b<kNR>(bp, g.B, g.ldb, g.trans_b, pc, kc, j0, nr);
-                    for (int64_t ir = 0; ir < M; ir += kMR)
-                        micro_kernel(kc, ap + ir * kc, bp, g.C + ir * g.ldc + j0, g.ldc, (int)imin(kMR, M - ir),
-                                     (int)nr, cscale, bias ? bias + j0 : nullptr, nullptr);
+                pack_a<kMR>(ap, g.A, g.lda, g.trans_a, 0, M, pc, kc);
+                for (int64_t jg = jp0; jg < jp1; jg += kFusedGroup) {
+                    const int64_t jg1 = imin(jp1, jg + kFusedGroup);
+                    pack_b<kNR>(bp, g.B, g.ldb, g.trans_b, pc, kc, jg * kNR, imin(N, jg1 * kNR) - jg * kNR);
+                    for (int64_t jp = jg; jp < jg1; jp++) {
+                        const int64_t j0 = jp * kNR, nr = imin(kNR, N - j0);
+                        const float* bpanel = bp + (jp - jg) * kc * kNR;
+                        for (int64_t ir = 0; ir < M; ir += kMR)
+                            micro_kernel(kc, ap + ir * kc, bpanel, g.C + ir * g.ldc + j0, g.ldc,
+                                         (int)imin(kMR, M - ir), (int)nr, cscale, bias ? bias + j0 : nullptr, nullptr);
+                    }
                 }
             }
         }
@@ -228,7 +236,8 @@ void gemm_fused(const GemmArgs& g, int nt, int64_t n_pc, int64_t kc_max) {
 // only two barriers per chunk (B packed; B consumed) rather than two per K block: each task, an A block (and a
 // share of the B panels), then runs through all the chunk's K blocks by itself. On this busy, shared 2-core machine
 // every barrier risks waiting out a time slice of a descheduled thread: with one B block per K block the shapes
-// with 9-12 K blocks (N = 768, K = 2304 / 3072) ran at 0.65-0.69x OpenBLAS, those with 3 at 0.97-1.12x.
+// with 9-12 K blocks (N = 768, K = 2304 / 3072) ran at 0.65-0.69x OpenBLAS, those with 3 at 0.97-1.12x; with
+// chunks, 0.92-1.09x for both kinds (2 threads, medians of per-pair ratios, numpy timed in alternation).
 // A B micro-panel is read from L3 (or memory) once per A block: mc / 2 FLOPs per byte, so the chunk need not fit
 // in any cache; 16 MiB stays under glibc's mmap threshold, so the buffer is reused rather than faulted in anew.
 constexpr int64_t kBChunkFloats = (int64_t)4 << 20;
@@ -260,7 +269,7 @@ void gemm_packed(const GemmArgs& g) {
     // again), keeping shares of >= 8 panels so a B micro-panel's trip from L3 is paid for.
     const int64_t max_panels = cdiv(nc_max, kNR);
     const int64_t n_js = imax(1, imin(cdiv(4 * nt, n_ic), max_panels / 8));
-    constexpr int64_t kPackChunk = 4;  // B panels per packing task
+    constexpr int64_t kPackChunk = 16;  // B panels per packing task: rows read in 1 KiB (AVX2) runs
     const int64_t n_phases = 2 * n_jc * n_chunks;
     const int64_t bchunk_stride = round_up(kc_max * nc_max, 16);  // floats per packed K block of the chunk
 
@@ -293,10 +302,9 @@ void gemm_packed(const GemmArgs& g) {
                     const int64_t p = p0 + t / pack_tasks, jt = t % pack_tasks;
                     const int64_t pc = p * kc_max, kc = imin(kc_max, K - pc);
                     float* bk = bp + (p - p0) * bchunk_stride;
-                    for (int64_t jp = jt * kPackChunk; jp < imin(n_panels, (jt + 1) * kPackChunk); jp++) {
-                        const int64_t j0 = jc + jp * kNR;
-                        pack_b<kNR>(bk + jp * kc * kNR, g.B, g.ldb, g.trans_b, pc, kc, j0, imin(kNR, N - j0));
-                    }
+                    const int64_t jp = jt * kPackChunk, j0 = jc + jp * kNR;
+                    pack_b<kNR>(bk + jp * kc * kNR, g.B, g.ldb, g.trans_b, pc, kc, j0,
+                                imin(jc + nc, j0 + kPackChunk * kNR) - j0);
                 }
 #pragma omp barrier
                 while (next_task(r + nt, nt, tid, &t)) {  // task = (A block, share of the panels), all K blocks
@@ -308,8 +316,7 @@ void gemm_packed(const GemmArgs& g) {
                         const float cscale = p == 0 ? g.beta : 1.0f;
                         const float* bias = (p == 0 && g.bias) ? g.bias + jc : nullptr;
                         const float* bk = bp + (p - p0) * bchunk_stride;
-                        for (int64_t ir = 0; ir < mc; ir += kMR)
-                            pack_a<kMR>(ap + ir * kc, g.A, g.lda, g.trans_a, ic + ir, imin(kMR, mc - ir), pc, kc);
+                        pack_a<kMR>(ap, g.A, g.lda, g.trans_a, ic, mc, pc, kc);
                         for (int64_t jp = jp0; jp < jp1; jp++) {
                             const int64_t jr = jp * kNR, nr = imin(kNR, nc - jr);
                             const float* bpanel = bk + jp * kc * kNR;

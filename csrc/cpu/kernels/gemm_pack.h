@@ -4,6 +4,7 @@
 // lanes past the matrix edge are zero so the micro-kernel always runs full tiles.
 #pragma once
 #include <stdint.h>
+#include <string.h>
 
 #include "../vec.h"
 
@@ -12,25 +13,21 @@ namespace cpu {
 namespace GPTX_ISA_NS {
 namespace {
 
-// dst[k * W + j] = src[k * ld + j] for j < n (n <= W), zero for n <= j < W: the source rows run along the panel.
+// Source rows run along the panels: panel p of a block n columns wide gets dst[p * kc * W + k * W + j] =
+// src[k * ld + p * W + j], zero past n. Row k is read as one run across all the block's panels; copying panel by
+// panel (64 bytes per row, then a row-stride jump) made this packing 3.5% (B) and 4.3% (A^T, through masked
+// loads/stores for W = 6) of a 768 x 2304 x 2048 GEMM, 1 thread.
 template <int W>
 void pack_direct(float* __restrict dst, const float* __restrict src, int64_t ld, int64_t kc, int64_t n) {
-    if (n == W && W % kW == 0) {
-        for (int64_t k = 0; k < kc; k++) {
-#pragma GCC unroll 8
-            for (int c = 0; c < W; c += kW) vstore(dst + k * W + c, vload(src + k * ld + c));
-        }
-        return;
-    }
+    const int64_t full = n / W, rem = n % W, pstride = kc * W;
     for (int64_t k = 0; k < kc; k++) {
-        for (int c = 0; c < W; c += kW) {
-            const int64_t width = W - c < kW ? W - c : kW;   // lanes of this store
-            const int64_t valid = n - c < 0 ? 0 : (n - c < width ? n - c : width);
-            Vf v = valid == kW ? vload(src + k * ld + c) : valid > 0 ? vload_part(src + k * ld + c, valid, 0.0f) : vzero();
-            if (width == kW)
-                vstore(dst + k * W + c, v);
-            else
-                vstore_part(dst + k * W + c, v, width);
+        const float* s = src + k * ld;
+        float* d = dst + k * W;
+        for (int64_t p = 0; p < full; p++) memcpy(d + p * pstride, s + p * W, W * sizeof(float));
+        if (rem) {
+            float* dr = d + full * pstride;
+            for (int64_t j = 0; j < rem; j++) dr[j] = s[full * W + j];
+            for (int64_t j = rem; j < W; j++) dr[j] = 0.0f;
         }
     }
 }
@@ -75,22 +72,32 @@ void pack_transpose(float* __restrict dst, const float* __restrict src, int64_t 
     }
 }
 
-// Packs op(B)[pc : pc + kc, j0 : j0 + nr] (op(B) = B, or B^T with B stored N x K) into a kc x NR micro-panel.
+// Packs op(B)[pc : pc + kc, j0 : j0 + n] (op(B) = B, or B^T with B stored N x K) into cdiv(n, NR) consecutive
+// kc x NR micro-panels.
 template <int NR>
-void pack_b(float* dst, const float* B, int64_t ldb, bool trans_b, int64_t pc, int64_t kc, int64_t j0, int64_t nr) {
-    if (!trans_b)
-        pack_direct<NR>(dst, B + pc * ldb + j0, ldb, kc, nr);
-    else
-        pack_transpose<NR>(dst, B + j0 * ldb + pc, ldb, kc, nr);
+void pack_b(float* dst, const float* B, int64_t ldb, bool trans_b, int64_t pc, int64_t kc, int64_t j0, int64_t n) {
+    if (!trans_b) {
+        pack_direct<NR>(dst, B + pc * ldb + j0, ldb, kc, n);
+        return;
+    }
+    for (int64_t p = 0; p * NR < n; p++) {
+        const int64_t w = n - p * NR < NR ? n - p * NR : NR;
+        pack_transpose<NR>(dst + p * kc * NR, B + (j0 + p * NR) * ldb + pc, ldb, kc, w);
+    }
 }
 
-// Packs op(A)[i0 : i0 + mr, pc : pc + kc] (op(A) = A, or A^T with A stored K x M) into a kc x MR micro-panel.
+// Packs op(A)[i0 : i0 + m, pc : pc + kc] (op(A) = A, or A^T with A stored K x M) into cdiv(m, MR) consecutive
+// kc x MR micro-panels.
 template <int MR>
-void pack_a(float* dst, const float* A, int64_t lda, bool trans_a, int64_t i0, int64_t mr, int64_t pc, int64_t kc) {
-    if (!trans_a)
-        pack_transpose<MR>(dst, A + i0 * lda + pc, lda, kc, mr);
-    else
-        pack_direct<MR>(dst, A + pc * lda + i0, lda, kc, mr);
+void pack_a(float* dst, const float* A, int64_t lda, bool trans_a, int64_t i0, int64_t m, int64_t pc, int64_t kc) {
+    if (trans_a) {
+        pack_direct<MR>(dst, A + pc * lda + i0, lda, kc, m);
+        return;
+    }
+    for (int64_t p = 0; p * MR < m; p++) {
+        const int64_t h = m - p * MR < MR ? m - p * MR : MR;
+        pack_transpose<MR>(dst + p * kc * MR, A + (i0 + p * MR) * lda + pc, lda, kc, h);
+    }
 }
 
 }  // namespace
