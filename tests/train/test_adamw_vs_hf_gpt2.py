@@ -55,6 +55,7 @@ def test_five_clipped_adamw_steps_match_transformers(rng):
                               {"params": no_decay, "weight_decay": 0.0}],
                              lr=HP["lr"], betas=HP["betas"], eps=HP["eps"], foreach=False)
     clipped, C = 0, config.n_embd
+    ever_sensitive = {}
     for step in range(1, 6):
         x = rng.integers(0, config.vocab_size, size=(4, config.block_size))
         y = rng.integers(0, config.vocab_size, size=(4, config.block_size))
@@ -86,6 +87,18 @@ def test_five_clipped_adamw_steps_match_transformers(rng):
                 # to rounding, and Adam turns rounding noise / (|noise| + eps) into steps anywhere in [-lr, lr]
                 kb = p[C:2 * C] - tparams[name].detach().numpy()[C:2 * C]
                 assert np.abs(kb).max() <= 2 * step * HP["lr"]
-            assert_close(mine, theirs, scale=PARAM_SCALE, what=f"step {step} {name}")
+            v_theirs = st["exp_avg_sq"].numpy()
+            if name.endswith("attn.c_attn.bias"):
+                v_theirs = without_key_bias(v_theirs, C)
+            # float32 gradients carry an absolute error of ~1e-7 of the tensor's LARGEST gradient; on an element whose
+            # own gradient is 1e-4 of that or less, the relative error reaches 0.1% and more, and Adam's normalised
+            # update (~lr whatever the gradient's size) can move anywhere in [-lr, lr] per step. Those elements get
+            # the hard bound of the update's size; every other element the table's tolerance.
+            # (once off, an element stays off by that much: the mask keeps every element that was ever sensitive)
+            rms = np.sqrt(v_theirs)
+            sensitive = ever_sensitive.get(name, False) | (rms < 1e-4 * rms.max())
+            ever_sensitive[name] = sensitive
+            assert np.abs(mine - theirs)[sensitive].max(initial=0.0) <= 2 * step * HP["lr"]
+            assert_close(np.where(sensitive, theirs, mine), theirs, scale=PARAM_SCALE, what=f"step {step} {name}")
             assert_close(m_mine, m_theirs, what=f"step {step} {name} m")
     assert clipped >= 3, "the test must exercise clipping"
