@@ -26,7 +26,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import shlex
 import subprocess
 import sys
@@ -35,7 +34,7 @@ import time
 
 import numpy as np
 
-from results_md import write_section  # bench/ is on sys.path when run as python bench/X.py
+from results_md import cpu_model, write_section  # bench/ is on sys.path when run as python bench/X.py
 
 PEERS = ("gptx", "numpy", "torch")
 GROUPS = ("matmul", "softmax", "attention")
@@ -264,21 +263,6 @@ def run_all(args):
 
 
 # ------------------------------------------------------------------------------------------------ reporting
-def cpu_model():
-    model, n, flags = platform.processor() or "unknown", 0, set()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                key = key.strip()
-                if key == "model name":
-                    model, n = value.strip(), n + 1
-                elif key == "flags" and not flags:
-                    flags = set(value.split())
-    except OSError:
-        pass
-    isa = [x for x in ("avx2", "fma", "avx512f") if x in flags]
-    return f"{model} ({n} logical CPUs; {', '.join(isa) or 'no avx2'})"
 
 
 def versions():

@@ -33,7 +33,7 @@ import sys
 import tempfile
 import time
 
-from results_md import write_section  # bench/ is on sys.path when run as python bench/X.py
+from results_md import cpu_model, write_section  # bench/ is on sys.path when run as python bench/X.py
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -271,21 +271,6 @@ def flops_per_token(cfg):
     return 6 * n + 6 * L * T * C, n
 
 
-def cpu_model():
-    model, n, flags = "unknown", 0, set()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                key = key.strip()
-                if key == "model name":
-                    model, n = value.strip(), n + 1
-                elif key == "flags" and not flags:
-                    flags = set(value.split())
-    except OSError:
-        pass
-    isa = [x for x in ("avx2", "fma", "avx512f") if x in flags]
-    return f"{model} ({n} logical CPUs; {', '.join(isa) or 'no avx2'})"
 
 
 def package_version(name):
