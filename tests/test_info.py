@@ -11,7 +11,7 @@ import gptx
 from gptx import _core
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-KEYS = {"version", "cpu_isa", "cpu_isas_available", "threads", "cuda_built", "cuda_devices"}
+KEYS = {"version", "cpu_isa", "cpu_isas_available", "threads", "cuda_built", "cuda_devices", "cuda_device_names"}
 
 
 def _pyproject_version():

@@ -1,10 +1,13 @@
-// tensor.cc — storage, views and dtype conversion of gptx::Tensor (CPU; CUDA storage arrives with the CUDA backend).
+// tensor.cc — storage, views, copies and dtype conversion of gptx::Tensor on the CPU and (through csrc/cuda/) on
+// CUDA devices.
 #include "gptx/tensor.h"
 
 #include <cstdlib>
 #include <cstring>
 #include <limits>
 
+#include "cuda/kernels.h"
+#include "cuda/runtime.h"
 #include "gptx/error.h"
 
 namespace gptx {
@@ -82,16 +85,20 @@ std::string Tensor::shape_str() const {
 }
 
 Tensor Tensor::empty(const std::vector<int64_t>& shape, DType dtype, Device device) {
-    if (device.kind != Device::Kind::cpu)
-        throw TypeError("Tensor.empty: device " + device.str() + " is not available in this build");
     const int64_t n = checked_numel(shape, dtype_size(dtype), "Tensor.empty");
     size_t bytes = static_cast<size_t>(n) * dtype_size(dtype);
-    bytes = (bytes + 63) / 64 * 64;  // aligned_alloc wants a multiple of the alignment
-    void* p = std::aligned_alloc(64, bytes ? bytes : 64);
-    if (p == nullptr) throw std::bad_alloc();
     Tensor t;
-    t.owner_ = std::shared_ptr<void>(p, [](void* q) { std::free(q); });
-    t.data_ = p;
+    if (device.kind == Device::Kind::cuda) {
+        cuda::require_device(device, "Tensor.empty");
+        t.owner_ = cuda::allocate(bytes, device.index);
+        t.data_ = t.owner_.get();
+    } else {
+        bytes = (bytes + 63) / 64 * 64;  // aligned_alloc wants a multiple of the alignment
+        void* p = std::aligned_alloc(64, bytes ? bytes : 64);
+        if (p == nullptr) throw std::bad_alloc();
+        t.owner_ = std::shared_ptr<void>(p, [](void* q) { std::free(q); });
+        t.data_ = p;
+    }
     t.shape_ = shape;
     t.dtype_ = dtype;
     t.device_ = device;
@@ -100,7 +107,10 @@ Tensor Tensor::empty(const std::vector<int64_t>& shape, DType dtype, Device devi
 
 Tensor Tensor::zeros(const std::vector<int64_t>& shape, DType dtype, Device device) {
     Tensor t = empty(shape, dtype, device);
-    std::memset(t.data_, 0, t.nbytes());
+    if (device.kind == Device::Kind::cuda)
+        cuda::zero(t.data_, t.nbytes(), device.index);
+    else
+        std::memset(t.data_, 0, t.nbytes());
     return t;
 }
 
@@ -163,10 +173,50 @@ Tensor Tensor::slice(int64_t begin, int64_t end) const {
     return t;
 }
 
+namespace {
+double load_as_double(const void* p, DType dt, int64_t i);
+void store_from_double(void* p, DType dt, int64_t i, double x);
+}  // namespace
+
 Tensor Tensor::clone() const {
     Tensor t = empty(shape_, dtype_, device_);  // a fresh, writable copy
-    if (nbytes()) std::memcpy(t.data_, data_, nbytes());
+    t.copy_from(*this);
     return t;
+}
+
+Tensor Tensor::to(Device device) const {
+    if (device == device_) return *this;
+    Tensor t = empty(shape_, dtype_, device);
+    t.copy_from(*this);
+    return t;
+}
+
+void Tensor::copy_from(const Tensor& src) const {
+    if (!defined() || !src.defined()) throw Error("Tensor.copy_from: both tensors must be defined");
+    if (read_only_) throw Error("Tensor.copy_from: the destination is read-only");
+    if (src.numel() != numel())
+        throw Error("Tensor.copy_from: source " + src.shape_str() + " and destination " + shape_str() +
+                    " have different sizes");
+    if (src.dtype_ != dtype_) {  // a conversion: on one device only
+        if (src.device_ != device_)
+            throw TypeError(std::string("Tensor.copy_from: converting ") + dtype_name(src.dtype_) + " to " +
+                            dtype_name(dtype_) + " needs both tensors on one device (" + src.device_.str() +
+                            " vs " + device_.str() + ")");
+        if (overlaps(src)) throw Error("Tensor.copy_from: a converting copy may not overlap its source");
+        const int64_t n = numel();
+        if (device_.kind == Device::Kind::cuda) {
+            cuda::DeviceGuard g(device_.index);
+            if (n) cuda::cast(data_, dtype_, src.data_, src.dtype_, n);
+        } else {
+            for (int64_t i = 0; i < n; i++) store_from_double(data_, dtype_, i, load_as_double(src.data_, src.dtype_, i));
+        }
+        return;
+    }
+    if (nbytes() == 0 || data_ == src.data_) return;
+    if (device_.kind == Device::Kind::cpu && src.device_.kind == Device::Kind::cpu)
+        std::memmove(data_, src.data_, nbytes());
+    else
+        cuda::copy(data_, device_, src.data_, src.device_, nbytes());
 }
 
 namespace {
@@ -260,9 +310,13 @@ void store_from_double(void* p, DType dt, int64_t i, double x) {
 }  // namespace
 
 Tensor Tensor::to(DType dtype) const {
-    if (device_.kind != Device::Kind::cpu) throw TypeError("Tensor.to: only CPU tensors convert in this build");
     if (dtype == dtype_) return clone();
     Tensor t = empty(shape_, dtype, device_);
+    if (device_.kind == Device::Kind::cuda) {
+        cuda::DeviceGuard g(device_.index);
+        cuda::cast(t.data_, dtype, data_, dtype_, numel());
+        return t;
+    }
     const int64_t n = numel();
     // float32 -> float32 is the only exact path through double for every value; other pairs round once.
     for (int64_t i = 0; i < n; i++) store_from_double(t.data_, dtype, i, load_as_double(data_, dtype_, i));
@@ -270,9 +324,13 @@ Tensor Tensor::to(DType dtype) const {
 }
 
 void Tensor::fill(double value) const {
-    if (device_.kind != Device::Kind::cpu) throw TypeError("Tensor.fill: only CPU tensors in this build");
     if (read_only_) throw Error("Tensor.fill: the tensor is read-only");
     const int64_t n = numel();
+    if (device_.kind == Device::Kind::cuda) {
+        cuda::DeviceGuard g(device_.index);
+        if (n) cuda::fill(data_, dtype_, n, value);
+        return;
+    }
     for (int64_t i = 0; i < n; i++) store_from_double(data_, dtype_, i, value);
 }
 

@@ -2,6 +2,8 @@
 #include <cmath>
 
 #include "cpu/kernel_table.h"
+#include "cuda/kernels.h"
+#include "cuda/runtime.h"
 #include "gptx/ops.h"
 #include "ops/check.h"
 
@@ -35,6 +37,19 @@ void adamw_step(const Tensor& param, const Tensor& grad, const Tensor& m, const 
     if (o.step < 1) c.fail("step", "must be >= 1 (1-based, for the bias corrections)");
     if (!std::isfinite(o.grad_scale)) c.fail("grad_scale", "must be finite");
     if (param.numel() == 0) return;
+    if (c.on_cuda()) {
+        cuda::AdamWParams hp;
+        hp.lr = o.lr;
+        hp.beta1 = o.beta1;
+        hp.beta2 = o.beta2;
+        hp.eps = o.eps;
+        hp.weight_decay = o.weight_decay;
+        hp.step = o.step;
+        hp.grad_scale = o.grad_scale;
+        cuda::DeviceGuard guard(c.device().index);
+        cuda::adamw_step(param.data<float>(), grad.data<float>(), m.data<float>(), v.data<float>(), param.numel(), hp);
+        return;
+    }
     cpu::AdamWParams hp;
     hp.lr = o.lr;
     hp.beta1 = o.beta1;
@@ -52,8 +67,18 @@ double global_norm(const std::vector<Tensor>& tensors) {
     double total = 0.0;
     for (size_t i = 0; i < tensors.size(); i++) {
         const std::string name = "tensors[" + std::to_string(i) + "]";
-        c.f32(tensors[i], name.c_str());
-        if (tensors[i].numel()) total += cpu::active().sum_squares(tensors[i].data<float>(), tensors[i].numel());
+        const Tensor& t = tensors[i];
+        if (t.defined() && t.dtype() == DType::bfloat16 && t.device().kind == Device::Kind::cuda)
+            c.tensor(t, name.c_str(), DType::bfloat16);  // summed in double like float32
+        else
+            c.f32(t, name.c_str());
+        if (!t.numel()) continue;
+        if (c.on_cuda()) {
+            cuda::DeviceGuard guard(c.device().index);
+            total += cuda::sum_squares(t.data_ptr(), t.dtype(), t.numel());
+        } else {
+            total += cpu::active().sum_squares(t.data<float>(), t.numel());
+        }
     }
     return std::sqrt(total);
 }

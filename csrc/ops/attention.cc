@@ -2,6 +2,8 @@
 #include <cmath>
 
 #include "cpu/kernel_table.h"
+#include "cuda/kernels.h"
+#include "cuda/runtime.h"
 #include "gptx/ops.h"
 #include "ops/check.h"
 
@@ -21,7 +23,7 @@ struct AttentionLayout {
 AttentionLayout check_layout(const Check& c, const Tensor& q, const Tensor& k, const Tensor& v, bool causal,
                              int64_t kv_len) {
     AttentionLayout L;
-    c.f32(q, "q");
+    c.act(q, "q");
     if (!k.defined() && !v.defined()) {
         L.packed = true;
         c.ndim(q, "q", 5, 5);
@@ -34,8 +36,8 @@ AttentionLayout check_layout(const Check& c, const Tensor& q, const Tensor& k, c
     } else {
         if (!k.defined()) c.fail("k", "is required when v is given (or pass neither for the packed qkv layout)");
         if (!v.defined()) c.fail("v", "is required when k is given (or pass neither for the packed qkv layout)");
-        c.f32(k, "k");
-        c.f32(v, "v");
+        c.act(k, "k");
+        c.act(v, "v");
         c.ndim(q, "q", 4, 4);
         c.ndim(k, "k", 4, 4);
         L.B = q.size(0);
@@ -61,10 +63,17 @@ AttentionLayout check_layout(const Check& c, const Tensor& q, const Tensor& k, c
     return L;
 }
 
-// Fills the pointer/stride part of the kernel parameters.
-cpu::AttentionParams make_params(const AttentionLayout& L, const Tensor& q, const Tensor& k, const Tensor& v,
-                                 bool causal, float scale) {
-    cpu::AttentionParams p;
+// The pointer/stride part of the kernel parameters, for either backend (Params: cpu:: or cuda::AttentionParams).
+// Pointers are offset in elements of the activation dtype.
+template <typename Params>
+Params make_params(const AttentionLayout& L, const Tensor& q, const Tensor& k, const Tensor& v, bool causal,
+                   float scale) {
+    using Ptr = decltype(Params{}.q);
+    const size_t es = dtype_size(q.dtype());
+    auto at = [es](const Tensor& t, int64_t elems) {
+        return reinterpret_cast<Ptr>(static_cast<const char*>(t.data_ptr()) + static_cast<size_t>(elems) * es);
+    };
+    Params p;
     p.B = L.B;
     p.NH = L.NH;
     p.Tq = L.Tq;
@@ -74,16 +83,15 @@ cpu::AttentionParams make_params(const AttentionLayout& L, const Tensor& q, cons
     p.scale = scale > 0.0f ? scale : static_cast<float>(1.0 / std::sqrt(static_cast<double>(L.HS)));
     const int64_t C = L.NH * L.HS;
     if (L.packed) {
-        const float* base = q.data<float>();
-        p.q = base;
-        p.k = base + C;
-        p.v = base + 2 * C;
+        p.q = at(q, 0);
+        p.k = at(q, C);
+        p.v = at(q, 2 * C);
         p.q_batch_stride = p.k_batch_stride = p.v_batch_stride = L.Tq * 3 * C;
         p.q_row_stride = p.k_row_stride = p.v_row_stride = 3 * C;
     } else {
-        p.q = q.data<float>();
-        p.k = k.data<float>();
-        p.v = v.data<float>();
+        p.q = at(q, 0);
+        p.k = at(k, 0);
+        p.v = at(v, 0);
         p.q_batch_stride = L.Tq * C;
         p.k_batch_stride = p.v_batch_stride = L.Tk_cap * C;
         p.q_row_stride = p.k_row_stride = p.v_row_stride = C;
@@ -95,6 +103,22 @@ cpu::AttentionParams make_params(const AttentionLayout& L, const Tensor& q, cons
     return p;
 }
 
+// dq/dk/dv pointers (packed: the three thirds of dqkv), in elements of the activation dtype.
+template <typename Ptr>
+void grad_pointers(const AttentionLayout& L, const AttentionGrads& g, Ptr* dq, Ptr* dk, Ptr* dv) {
+    const size_t es = dtype_size(g.dq.dtype());
+    const int64_t C = L.NH * L.HS;
+    char* base = static_cast<char*>(g.dq.data_ptr());
+    *dq = reinterpret_cast<Ptr>(base);
+    if (L.packed) {
+        *dk = reinterpret_cast<Ptr>(base + static_cast<size_t>(C) * es);
+        *dv = reinterpret_cast<Ptr>(base + static_cast<size_t>(2 * C) * es);
+    } else {
+        *dk = static_cast<Ptr>(g.dk.data_ptr());
+        *dv = static_cast<Ptr>(g.dv.data_ptr());
+    }
+}
+
 }  // namespace
 
 AttentionOutputs attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, bool causal, float scale,
@@ -103,7 +127,7 @@ AttentionOutputs attention_forward(const Tensor& q, const Tensor& k, const Tenso
     const AttentionLayout L = check_layout(c, q, k, v, causal, kv_len);
     if (!std::isfinite(scale)) c.fail("scale", "must be finite");
     AttentionOutputs r;
-    r.out = c.output(out_, "out", L.out_shape);
+    r.out = c.output(out_, "out", L.out_shape, c.act_dtype());
     r.lse = c.output(lse_, "lse", L.lse_shape);
     for (const Tensor* in : {&q, &k, &v}) {
         const char* name = in == &q ? "q" : in == &k ? "k" : "v";
@@ -112,7 +136,16 @@ AttentionOutputs attention_forward(const Tensor& q, const Tensor& k, const Tenso
     }
     c.no_overlap(r.out, "out", r.lse, "lse");
     if (r.out.numel() == 0) return r;
-    cpu::AttentionParams p = make_params(L, q, k, v, causal, scale);
+    if (c.on_cuda()) {
+        auto p = make_params<cuda::AttentionParams>(L, q, k, v, causal, scale);
+        p.dtype = c.act_dtype();
+        p.out = r.out.data_ptr();
+        p.lse = r.lse.data<float>();
+        cuda::DeviceGuard guard(c.device().index);
+        cuda::attention_forward(p);
+        return r;
+    }
+    auto p = make_params<cpu::AttentionParams>(L, q, k, v, causal, scale);
     p.out = r.out.data<float>();
     p.lse = r.lse.data<float>();
     cpu::active().attention_forward(p);
@@ -125,20 +158,21 @@ AttentionGrads attention_backward(const Tensor& dout, const Tensor& q, const Ten
     const Check c("attention_backward");
     const AttentionLayout L = check_layout(c, q, k, v, causal, kv_len);
     if (!std::isfinite(scale)) c.fail("scale", "must be finite");
-    c.f32(dout, "dout");
+    c.act(dout, "dout");
     c.shape(dout, "dout", L.out_shape);
-    c.f32(out, "out");
+    c.act(out, "out");
     c.shape(out, "out", L.out_shape);
     c.f32(lse, "lse");
     c.shape(lse, "lse", L.lse_shape);
     AttentionGrads g;
     if (accumulate && (!dq_.defined() || (!L.packed && (!dk_.defined() || !dv_.defined()))))
         c.fail(!dq_.defined() ? "dq" : !dk_.defined() ? "dk" : "dv", "is required when accumulate is true");
-    g.dq = c.output(dq_, "dq", q.shape());
+    const DType act = c.act_dtype();
+    g.dq = c.output(dq_, "dq", q.shape(), act);
     if (!L.packed) {
         // Rows of k/v past kv_len get no gradient: fresh buffers start at zero so those rows read as 0.
-        g.dk = dk_.defined() ? c.output(dk_, "dk", k.shape()) : Tensor::zeros(k.shape(), DType::float32);
-        g.dv = dv_.defined() ? c.output(dv_, "dv", v.shape()) : Tensor::zeros(v.shape(), DType::float32);
+        g.dk = dk_.defined() ? c.output(dk_, "dk", k.shape(), act) : Tensor::zeros(k.shape(), act, c.device());
+        g.dv = dv_.defined() ? c.output(dv_, "dv", v.shape(), act) : Tensor::zeros(v.shape(), act, c.device());
     } else if (dk_.defined() || dv_.defined()) {
         c.fail(dk_.defined() ? "dk" : "dv", "must not be given in the packed layout (dq receives dqkv)");
     }
@@ -152,22 +186,25 @@ AttentionGrads attention_backward(const Tensor& dout, const Tensor& q, const Ten
     }
     if (L.B * L.NH * L.Tq == 0) return g;
 
+    if (c.on_cuda()) {
+        cuda::AttentionBackwardParams p;
+        p.fwd = make_params<cuda::AttentionParams>(L, q, k, v, causal, scale);
+        p.fwd.dtype = act;
+        p.fwd.out = const_cast<void*>(out.data_ptr());  // read-only in backward
+        p.fwd.lse = const_cast<float*>(lse.data<float>());
+        p.dout = dout.data_ptr();
+        grad_pointers(L, g, &p.dq, &p.dk, &p.dv);
+        p.accumulate = accumulate;
+        cuda::DeviceGuard guard(c.device().index);
+        cuda::attention_backward(p);
+        return g;
+    }
     cpu::AttentionBackwardParams p;
-    p.fwd = make_params(L, q, k, v, causal, scale);
+    p.fwd = make_params<cpu::AttentionParams>(L, q, k, v, causal, scale);
     p.fwd.out = const_cast<float*>(out.data<float>());  // read-only in backward
     p.fwd.lse = const_cast<float*>(lse.data<float>());
     p.dout = dout.data<float>();
-    const int64_t C = L.NH * L.HS;
-    if (L.packed) {
-        float* base = g.dq.data<float>();
-        p.dq = base;
-        p.dk = base + C;
-        p.dv = base + 2 * C;
-    } else {
-        p.dq = g.dq.data<float>();
-        p.dk = g.dk.data<float>();
-        p.dv = g.dv.data<float>();
-    }
+    grad_pointers(L, g, &p.dq, &p.dk, &p.dv);
     p.accumulate = accumulate;
     cpu::active().attention_backward(p);
     return g;

@@ -1,6 +1,8 @@
 // check.cc — argument validation shared by the op dispatchers.
 #include "ops/check.h"
 
+#include "cuda/runtime.h"
+
 namespace gptx {
 namespace detail {
 
@@ -22,12 +24,51 @@ void Check::fail_type(const std::string& arg, const std::string& msg) const {
     throw TypeError(std::string(op_) + ": argument '" + arg + "' " + msg);
 }
 
+void Check::on_device(const Tensor& t, const char* arg) const {
+    if (!device_set_) {
+        if (t.device().kind == Device::Kind::cuda) {
+            try {
+                cuda::require_device(t.device(), op_);
+            } catch (const TypeError& e) {
+                fail_type(arg, std::string("is on ") + t.device().str() + ", which is not usable: " + e.what());
+            }
+        }
+        device_ = t.device();
+        device_set_ = true;
+    } else if (t.device() != device_) {
+        fail_type(arg, "is on " + t.device().str() + " but the op's other arguments are on " + device_.str());
+    }
+}
+
 void Check::tensor(const Tensor& t, const char* arg, DType dtype) const {
     if (!t.defined()) fail(arg, "is required");
-    if (t.device().kind != Device::Kind::cpu)
-        fail_type(arg, "is on " + t.device().str() + "; this op runs on the CPU in this build");
+    on_device(t, arg);
     if (t.dtype() != dtype)
         fail_type(arg, std::string("must be ") + dtype_name(dtype) + ", got " + dtype_name(t.dtype()));
+}
+
+void Check::act(const Tensor& t, const char* arg, bool allow_f16) const {
+    if (!t.defined()) fail(arg, "is required");
+    on_device(t, arg);
+    const DType d = t.dtype();
+    if (act_set_) {
+        if (d != act_dtype_)
+            fail_type(arg, std::string("must be ") + dtype_name(act_dtype_) + " like '" + act_arg_ + "', got " +
+                               dtype_name(d));
+        return;
+    }
+    const bool ok = d == DType::float32 ||
+                    (on_cuda() && (d == DType::bfloat16 || (allow_f16 && d == DType::float16)));
+    if (!ok) {
+        if (on_cuda())
+            fail_type(arg, std::string("must be float32 or bfloat16") + (allow_f16 ? " or float16" : "") + ", got " +
+                               dtype_name(d));
+        fail_type(arg, std::string("must be float32 on the CPU, got ") + dtype_name(d) +
+                           (d == DType::bfloat16 || d == DType::float16 ? " (16-bit floats run on CUDA only)" : ""));
+    }
+    act_dtype_ = d;
+    act_arg_ = arg;
+    act_set_ = true;
 }
 
 void Check::ndim(const Tensor& t, const char* arg, int64_t lo, int64_t hi) const {
@@ -50,7 +91,7 @@ void Check::writable(const Tensor& t, const char* arg) const {
 }
 
 Tensor Check::output(const Tensor& given, const char* arg, const std::vector<int64_t>& shp, DType dtype) const {
-    if (!given.defined()) return Tensor::empty(shp, dtype);
+    if (!given.defined()) return Tensor::empty(shp, dtype, device_);
     tensor(given, arg, dtype);
     shape(given, arg, shp);
     writable(given, arg);
@@ -64,7 +105,9 @@ void Check::no_overlap(const Tensor& out, const char* out_arg, const Tensor& oth
 
 void Check::indices_in_range(const Tensor& idx, const char* arg, int64_t limit, bool allow_extra,
                              int32_t allowed) const {
-    const int32_t* p = idx.data<int32_t>();
+    // Device ids are checked on a host copy: an out-of-range id must be an error here, not a fault in a kernel.
+    const Tensor host = idx.to(Device::cpu());
+    const int32_t* p = host.data<int32_t>();
     const int64_t n = idx.numel();
     for (int64_t i = 0; i < n; i++) {
         if ((p[i] < 0 || p[i] >= limit) && !(allow_extra && p[i] == allowed)) {

@@ -18,8 +18,15 @@ public:
     [[noreturn]] void fail(const std::string& arg, const std::string& msg) const;
     [[noreturn]] void fail_type(const std::string& arg, const std::string& msg) const;
 
-    // Defined, on the CPU, of the given dtype.
+    // Defined, of the given dtype, on the op's device. The first tensor an op checks fixes the device (a CUDA device
+    // must exist in this build); every later one must be on the same device.
     void tensor(const Tensor& t, const char* arg, DType dtype) const;
+    // An activation: float32 on the CPU; float32 or bfloat16 (or float16 with allow_f16) on CUDA. The first one
+    // checked fixes the op's activation dtype; later ones must match it.
+    void act(const Tensor& t, const char* arg, bool allow_f16 = false) const;
+    DType act_dtype() const { return act_set_ ? act_dtype_ : DType::float32; }
+    const Device& device() const { return device_; }
+    bool on_cuda() const { return device_.kind == Device::Kind::cuda; }
     void f32(const Tensor& t, const char* arg) const { tensor(t, arg, DType::float32); }
     void i32(const Tensor& t, const char* arg) const { tensor(t, arg, DType::int32); }
     void ndim(const Tensor& t, const char* arg, int64_t lo, int64_t hi) const;
@@ -27,7 +34,8 @@ public:
     void positive(int64_t value, const char* arg) const;
     // A tensor the op writes into: not read-only.
     void writable(const Tensor& t, const char* arg) const;
-    // An output: allocated when undefined, else checked for dtype, device, exact shape and writability.
+    // An output: allocated (on the op's device) when undefined, else checked for dtype, device, exact shape and
+    // writability.
     Tensor output(const Tensor& given, const char* arg, const std::vector<int64_t>& shape,
                   DType dtype = DType::float32) const;
     // Outputs may not share memory with inputs (or each other) unless the op allows it explicitly.
@@ -39,7 +47,14 @@ public:
     const char* op() const { return op_; }
 
 private:
+    void on_device(const Tensor& t, const char* arg) const;
+
     const char* op_;
+    mutable Device device_;
+    mutable bool device_set_ = false;
+    mutable DType act_dtype_ = DType::float32;
+    mutable const char* act_arg_ = "";
+    mutable bool act_set_ = false;
 };
 
 // The leading dims of a shape (all but the last `keep`), multiplied.

@@ -1,5 +1,7 @@
 // cross_entropy.cc — validation and dispatch of the fused softmax cross-entropy (forward and backward).
 #include "cpu/kernel_table.h"
+#include "cuda/kernels.h"
+#include "cuda/runtime.h"
 #include "gptx/ops.h"
 #include "ops/check.h"
 
@@ -19,7 +21,7 @@ std::vector<int64_t> row_shape(const Tensor& logits) { return {logits.shape().be
 CrossEntropyOutputs cross_entropy_forward(const Tensor& logits, const Tensor& targets, int64_t V_,
                                           int32_t ignore_index, const Tensor& losses_, const Tensor& lse_) {
     const Check c("cross_entropy_forward");
-    c.f32(logits, "logits");
+    c.act(logits, "logits");
     c.ndim(logits, "logits", 1, 8);
     const int64_t Vp = logits.size(-1), N = detail::leading(logits.shape(), 1);
     const int64_t V = real_vocab(c, V_, Vp);
@@ -37,6 +39,12 @@ CrossEntropyOutputs cross_entropy_forward(const Tensor& logits, const Tensor& ta
     c.no_overlap(r.losses, "losses", r.lse, "lse");
     if (N == 0) return r;
     if (Vp == 0) c.fail("logits", "must have at least one column");
+    if (c.on_cuda()) {
+        cuda::DeviceGuard guard(c.device().index);
+        cuda::cross_entropy_forward(r.losses.data<float>(), r.lse.data<float>(), logits.data_ptr(),
+                                    targets.data<int32_t>(), c.act_dtype(), N, V, Vp, ignore_index);
+        return r;
+    }
     cpu::active().cross_entropy_forward(r.losses.data<float>(), r.lse.data<float>(), logits.data<float>(),
                                         targets.data<int32_t>(), N, V, Vp, ignore_index);
     return r;
@@ -45,7 +53,7 @@ CrossEntropyOutputs cross_entropy_forward(const Tensor& logits, const Tensor& ta
 Tensor cross_entropy_backward(const Tensor& logits, const Tensor& lse, const Tensor& targets, const Tensor& dlosses,
                               int64_t V_, int32_t ignore_index, const Tensor& dlogits_, bool accumulate) {
     const Check c("cross_entropy_backward");
-    c.f32(logits, "logits");
+    c.act(logits, "logits");
     c.ndim(logits, "logits", 1, 8);
     const int64_t Vp = logits.size(-1), N = detail::leading(logits.shape(), 1);
     const int64_t V = real_vocab(c, V_, Vp);
@@ -57,12 +65,18 @@ Tensor cross_entropy_backward(const Tensor& logits, const Tensor& lse, const Ten
     c.f32(dlosses, "dlosses");
     c.shape(dlosses, "dlosses", row_shape(logits));
     if (accumulate && !dlogits_.defined()) c.fail("dlogits", "is required when accumulate is true");
-    Tensor dlogits = c.output(dlogits_, "dlogits", logits.shape());
+    Tensor dlogits = c.output(dlogits_, "dlogits", logits.shape(), c.act_dtype());
     if (!dlogits.same_memory(logits)) c.no_overlap(dlogits, "dlogits", logits, "logits");  // exact in place is fine
     c.no_overlap(dlogits, "dlogits", lse, "lse");
     c.no_overlap(dlogits, "dlogits", targets, "targets");
     c.no_overlap(dlogits, "dlogits", dlosses, "dlosses");
     if (N == 0 || Vp == 0) return dlogits;
+    if (c.on_cuda()) {
+        cuda::DeviceGuard guard(c.device().index);
+        cuda::cross_entropy_backward(dlogits.data_ptr(), logits.data_ptr(), lse.data<float>(), targets.data<int32_t>(),
+                                     dlosses.data<float>(), c.act_dtype(), N, V, Vp, ignore_index, accumulate);
+        return dlogits;
+    }
     cpu::active().cross_entropy_backward(dlogits.data<float>(), logits.data<float>(), lse.data<float>(),
                                          targets.data<int32_t>(), dlosses.data<float>(), N, V, Vp, ignore_index,
                                          accumulate);

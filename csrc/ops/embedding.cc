@@ -1,5 +1,7 @@
 // embedding.cc — validation and dispatch of embedding_forward / embedding_backward (token + position).
 #include "cpu/kernel_table.h"
+#include "cuda/kernels.h"
+#include "cuda/runtime.h"
 #include "gptx/ops.h"
 #include "ops/check.h"
 
@@ -21,19 +23,25 @@ Tensor embedding_forward(const Tensor& idx, const Tensor& wte, const Tensor& wpe
     const Check c("embedding_forward");
     c.i32(idx, "idx");
     c.ndim(idx, "idx", 2, 2);
-    c.f32(wte, "wte");
+    c.act(wte, "wte");
     c.ndim(wte, "wte", 2, 2);
-    c.f32(wpe, "wpe");
+    c.act(wpe, "wpe");
     c.ndim(wpe, "wpe", 2, 2);
     const int64_t B = idx.size(0), T = idx.size(1), V = wte.size(0), C = wte.size(1);
     if (wpe.size(1) != C) c.fail("wpe", "must have " + std::to_string(C) + " columns like wte, got " + wpe.shape_str());
     check_positions(c, pos_offset, T, wpe.size(0), "wpe");
     c.indices_in_range(idx, "idx", V);
-    Tensor out = c.output(out_, "out", {B, T, C});
+    Tensor out = c.output(out_, "out", {B, T, C}, c.act_dtype());
     c.no_overlap(out, "out", idx, "idx");
     c.no_overlap(out, "out", wte, "wte");
     c.no_overlap(out, "out", wpe, "wpe");
     if (out.numel() == 0) return out;
+    if (c.on_cuda()) {
+        cuda::DeviceGuard guard(c.device().index);
+        cuda::embedding_forward(out.data_ptr(), idx.data<int32_t>(), wte.data_ptr(), wpe.data_ptr(), c.act_dtype(), B,
+                                T, C, pos_offset);
+        return out;
+    }
     cpu::active().embedding_forward(out.data<float>(), idx.data<int32_t>(), wte.data<float>(), wpe.data<float>(), B, T,
                                     C, pos_offset);
     return out;
@@ -49,7 +57,7 @@ void embedding_backward(const Tensor& dout, const Tensor& idx, const Tensor& dwt
     c.f32(dwpe, "dwpe");
     c.ndim(dwpe, "dwpe", 2, 2);
     const int64_t B = idx.size(0), T = idx.size(1), V = dwte.size(0), C = dwte.size(1);
-    c.f32(dout, "dout");
+    c.act(dout, "dout");
     c.shape(dout, "dout", {B, T, C});
     if (dwpe.size(1) != C) c.fail("dwpe", "must have " + std::to_string(C) + " columns like dwte, got " + dwpe.shape_str());
     check_positions(c, pos_offset, T, dwpe.size(0), "dwpe");
@@ -62,6 +70,12 @@ void embedding_backward(const Tensor& dout, const Tensor& idx, const Tensor& dwt
     c.no_overlap(dwpe, "dwpe", idx, "idx");
     c.no_overlap(dwte, "dwte", dwpe, "dwpe");
     if (dout.numel() == 0) return;
+    if (c.on_cuda()) {
+        cuda::DeviceGuard guard(c.device().index);
+        cuda::embedding_backward(dwte.data<float>(), dwpe.data<float>(), dout.data_ptr(), idx.data<int32_t>(),
+                                 c.act_dtype(), B, T, C, pos_offset);
+        return;
+    }
     cpu::active().embedding_backward(dwte.data<float>(), dwpe.data<float>(), dout.data<float>(), idx.data<int32_t>(), B,
                                      T, C, pos_offset);
 }

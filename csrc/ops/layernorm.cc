@@ -2,6 +2,8 @@
 #include <cmath>
 
 #include "cpu/kernel_table.h"
+#include "cuda/kernels.h"
+#include "cuda/runtime.h"
 #include "gptx/ops.h"
 #include "ops/check.h"
 
@@ -16,7 +18,7 @@ std::vector<int64_t> row_shape(const Tensor& inp) { return {inp.shape().begin(),
 LayernormOutputs layernorm_forward(const Tensor& inp, const Tensor& weight, const Tensor& bias, float eps,
                                    const Tensor& out_, const Tensor& mean_, const Tensor& rstd_) {
     const Check c("layernorm_forward");
-    c.f32(inp, "inp");
+    c.act(inp, "inp");
     c.ndim(inp, "inp", 1, 8);
     const int64_t C = inp.size(-1), N = detail::leading(inp.shape(), 1);
     c.f32(weight, "weight");
@@ -25,7 +27,7 @@ LayernormOutputs layernorm_forward(const Tensor& inp, const Tensor& weight, cons
     c.shape(bias, "bias", {C});
     if (!(eps > 0.0f) || !std::isfinite(eps)) c.fail("eps", "must be a positive finite number");
     LayernormOutputs r;
-    r.out = c.output(out_, "out", inp.shape());
+    r.out = c.output(out_, "out", inp.shape(), c.act_dtype());
     r.mean = c.output(mean_, "mean", row_shape(inp));
     r.rstd = c.output(rstd_, "rstd", row_shape(inp));
     const Tensor* outs[3] = {&r.out, &r.mean, &r.rstd};
@@ -37,6 +39,12 @@ LayernormOutputs layernorm_forward(const Tensor& inp, const Tensor& weight, cons
         for (int j = i + 1; j < 3; j++) c.no_overlap(*outs[i], names[i], *outs[j], names[j]);
     }
     if (N == 0 || C == 0) return r;
+    if (c.on_cuda()) {
+        cuda::DeviceGuard guard(c.device().index);
+        cuda::layernorm_forward(r.out.data_ptr(), r.mean.data<float>(), r.rstd.data<float>(), inp.data_ptr(),
+                                weight.data<float>(), bias.data<float>(), c.act_dtype(), N, C, eps);
+        return r;
+    }
     cpu::active().layernorm_forward(r.out.data<float>(), r.mean.data<float>(), r.rstd.data<float>(),
                                     inp.data<float>(), weight.data<float>(), bias.data<float>(), N, C, eps);
     return r;
@@ -46,10 +54,10 @@ LayernormGrads layernorm_backward(const Tensor& dout, const Tensor& inp, const T
                                   const Tensor& rstd, const Tensor& dinp_, const Tensor& dweight_,
                                   const Tensor& dbias_, bool accumulate) {
     const Check c("layernorm_backward");
-    c.f32(inp, "inp");
+    c.act(inp, "inp");
     c.ndim(inp, "inp", 1, 8);
     const int64_t C = inp.size(-1), N = detail::leading(inp.shape(), 1);
-    c.f32(dout, "dout");
+    c.act(dout, "dout");
     c.shape(dout, "dout", inp.shape());
     c.f32(weight, "weight");
     c.shape(weight, "weight", {C});
@@ -61,7 +69,7 @@ LayernormGrads layernorm_backward(const Tensor& dout, const Tensor& inp, const T
         c.fail(!dinp_.defined() ? "dinp" : !dweight_.defined() ? "dweight" : "dbias",
                "is required when accumulate is true");
     LayernormGrads g;
-    g.dinp = c.output(dinp_, "dinp", inp.shape());
+    g.dinp = c.output(dinp_, "dinp", inp.shape(), c.act_dtype());
     g.dweight = c.output(dweight_, "dweight", {C});
     g.dbias = c.output(dbias_, "dbias", {C});
     const Tensor* ins[5] = {&dout, &inp, &weight, &mean, &rstd};
@@ -78,6 +86,13 @@ LayernormGrads layernorm_backward(const Tensor& dout, const Tensor& inp, const T
             g.dweight.fill(0.0);
             g.dbias.fill(0.0);
         }
+        return g;
+    }
+    if (c.on_cuda()) {
+        cuda::DeviceGuard guard(c.device().index);
+        cuda::layernorm_backward(g.dinp.data_ptr(), g.dweight.data<float>(), g.dbias.data<float>(), dout.data_ptr(),
+                                 inp.data_ptr(), weight.data<float>(), mean.data<float>(), rstd.data<float>(),
+                                 c.act_dtype(), N, C, accumulate);
         return g;
     }
     cpu::active().layernorm_backward(g.dinp.data<float>(), g.dweight.data<float>(), g.dbias.data<float>(),

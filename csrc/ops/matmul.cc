@@ -2,6 +2,8 @@
 #include <cstring>
 
 #include "cpu/kernel_table.h"
+#include "cuda/kernels.h"
+#include "cuda/runtime.h"
 #include "gptx/ops.h"
 #include "ops/check.h"
 
@@ -36,8 +38,8 @@ struct MatmulShape {
 };
 
 MatmulShape check_operands(const Check& c, const Tensor& a, const Tensor& b, bool trans_a, bool trans_b) {
-    c.f32(a, "a");
-    c.f32(b, "b");
+    c.act(a, "a", /*allow_f16=*/true);
+    c.act(b, "b", /*allow_f16=*/true);
     c.ndim(a, "a", 2, 8);
     c.ndim(b, "b", 2, 8);
     MatmulShape s;
@@ -60,7 +62,7 @@ MatmulShape check_operands(const Check& c, const Tensor& a, const Tensor& b, boo
     return s;
 }
 
-void run_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B,
+void cpu_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B,
               int64_t ldb, float* C, int64_t ldc, bool accumulate, const float* bias) {
     if (M == 0 || N == 0) return;
     if (K == 0) {  // an empty sum: C = beta C + bias
@@ -86,6 +88,67 @@ void run_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float* A,
     cpu::active().gemm(g);
 }
 
+// One (possibly batched) GEMM on the op's device: C_z = op(A_z) @ op(B_z) (+ bias) (+ C_z), z < batch, with element
+// strides between batches (0: shared). On the CPU every operand is float32 and batches run one after another.
+struct Gemm {
+    bool ta = false, tb = false;
+    int64_t M = 0, N = 0, K = 0;
+    const Tensor* A = nullptr;
+    int64_t lda = 0, stride_a = 0;
+    const Tensor* B = nullptr;
+    int64_t ldb = 0, stride_b = 0;
+    const Tensor* C = nullptr;
+    int64_t ldc = 0, stride_c = 0;
+    int64_t batch = 1;
+    bool accumulate = false;
+    const Tensor* bias = nullptr;
+};
+
+void run(const Check& c, const Gemm& g) {
+    if (g.M == 0 || g.N == 0 || g.batch == 0) return;
+    const float* bias = g.bias && g.bias->defined() ? g.bias->data<float>() : nullptr;
+    if (c.on_cuda()) {
+        cuda::GemmArgs a;
+        a.trans_a = g.ta;
+        a.trans_b = g.tb;
+        a.M = g.M;
+        a.N = g.N;
+        a.K = g.K;
+        a.A = g.A->data_ptr();
+        a.lda = g.lda;
+        a.B = g.B->data_ptr();
+        a.ldb = g.ldb;
+        a.C = g.C->data_ptr();
+        a.ldc = g.ldc;
+        a.ab_dtype = g.A->dtype();
+        a.c_dtype = g.C->dtype();
+        a.beta = g.accumulate ? 1.0f : 0.0f;
+        a.bias = bias;
+        a.batch = g.batch;
+        a.stride_a = g.stride_a;
+        a.stride_b = g.stride_b;
+        a.stride_c = g.stride_c;
+        cuda::DeviceGuard guard(c.device().index);
+        cuda::gemm(a);
+        return;
+    }
+    const float* pa = g.A->data<float>();
+    const float* pb = g.B->data<float>();
+    float* pc = g.C->data<float>();
+    for (int64_t z = 0; z < g.batch; z++)
+        cpu_gemm(g.ta, g.tb, g.M, g.N, g.K, pa + z * g.stride_a, g.lda, pb + z * g.stride_b, g.ldb,
+                 pc + z * g.stride_c, g.ldc, g.accumulate, bias);
+}
+
+// The dtype of a matmul result: float32 or the operands' dtype; an output given by the caller decides.
+DType result_dtype(const Check& c, const Tensor& given, const char* arg) {
+    if (!given.defined()) return c.act_dtype();
+    const DType d = given.dtype();
+    if (d != DType::float32 && d != c.act_dtype())
+        c.fail_type(arg, std::string("must be float32 or ") + dtype_name(c.act_dtype()) + ", got " + dtype_name(d));
+    return d;
+}
+
 }  // namespace
 
 Tensor matmul_forward(const Tensor& a, const Tensor& b, const Tensor& bias, bool trans_a, bool trans_b,
@@ -97,23 +160,34 @@ Tensor matmul_forward(const Tensor& a, const Tensor& b, const Tensor& bias, bool
         c.shape(bias, "bias", {s.N});
     }
     if (accumulate && !out_.defined()) c.fail("out", "is required when accumulate is true");
-    Tensor out = c.output(out_, "out", s.out_shape);
+    Tensor out = c.output(out_, "out", s.out_shape, result_dtype(c, out_, "out"));
     c.no_overlap(out, "out", a, "a");
     c.no_overlap(out, "out", b, "b");
     if (bias.defined()) c.no_overlap(out, "out", bias, "bias");
 
-    const float* pa = a.data<float>();
-    const float* pb = b.data<float>();
-    const float* pbias = bias.defined() ? bias.data<float>() : nullptr;
-    float* po = out.data<float>();
+    Gemm g;
+    g.tb = trans_b;
+    g.N = s.N;
+    g.K = s.K;
+    g.A = &a;
+    g.lda = s.a.cols;
+    g.B = &b;
+    g.ldb = s.b.cols;
+    g.C = &out;
+    g.ldc = s.N;
+    g.accumulate = accumulate;
+    g.bias = &bias;
     if (s.shared_b && !trans_a) {  // fold the batch into M: one large GEMM
-        run_gemm(false, trans_b, s.a.batch * s.M, s.N, s.K, pa, s.a.cols, pb, s.b.cols, po, s.N, accumulate, pbias);
-        return out;
+        g.M = s.a.batch * s.M;
+    } else {
+        g.ta = trans_a;
+        g.M = s.M;
+        g.batch = s.a.batch;
+        g.stride_a = s.a.rows * s.a.cols;
+        g.stride_b = s.shared_b ? 0 : s.b.rows * s.b.cols;
+        g.stride_c = s.M * s.N;
     }
-    const int64_t a_step = s.a.rows * s.a.cols, b_step = s.shared_b ? 0 : s.b.rows * s.b.cols, o_step = s.M * s.N;
-    for (int64_t i = 0; i < s.a.batch; i++)
-        run_gemm(trans_a, trans_b, s.M, s.N, s.K, pa + i * a_step, s.a.cols, pb + i * b_step, s.b.cols,
-                 po + i * o_step, s.N, accumulate, pbias);
+    run(c, g);
     return out;
 }
 
@@ -122,14 +196,14 @@ MatmulGrads matmul_backward(const Tensor& dout, const Tensor& a, const Tensor& b
                             const Tensor& dbias_, bool accumulate) {
     const Check c("matmul_backward");
     const MatmulShape s = check_operands(c, a, b, trans_a, trans_b);
-    c.f32(dout, "dout");
+    c.act(dout, "dout");
     c.shape(dout, "dout", s.out_shape);
     if (accumulate && ((need_da && !da_.defined()) || (need_db && !db_.defined()) || (need_dbias && !dbias_.defined())))
         c.fail(!need_da || da_.defined() ? (!need_db || db_.defined() ? "dbias" : "db") : "da",
                "is required when accumulate is true");
     MatmulGrads g;
-    if (need_da) g.da = c.output(da_, "da", a.shape());
-    if (need_db) g.db = c.output(db_, "db", b.shape());
+    if (need_da) g.da = c.output(da_, "da", a.shape(), result_dtype(c, da_, "da"));
+    if (need_db) g.db = c.output(db_, "db", b.shape(), result_dtype(c, db_, "db"));
     if (need_dbias) g.dbias = c.output(dbias_, "dbias", {s.N});
     const Tensor* outs[3] = {&g.da, &g.db, &g.dbias};
     const char* out_names[3] = {"da", "db", "dbias"};
@@ -142,47 +216,104 @@ MatmulGrads matmul_backward(const Tensor& dout, const Tensor& a, const Tensor& b
             if (outs[j]->defined()) c.no_overlap(*outs[i], out_names[i], *outs[j], out_names[j]);
     }
 
-    const float* pd = dout.data<float>();
-    const float* pa = a.data<float>();
-    const float* pb = b.data<float>();
-    const int64_t lda = s.a.cols, ldb = s.b.cols, M = s.M, N = s.N, K = s.K;
+    const int64_t lda = s.a.cols, ldb = s.b.cols, M = s.M, N = s.N, K = s.K, batch = s.a.batch;
     const int64_t a_step = s.a.rows * s.a.cols, b_step = s.shared_b ? 0 : s.b.rows * s.b.cols, d_step = M * N;
     const bool fold = s.shared_b && !trans_a;  // batch folds into M: (batch*M, K) operands
 
     if (g.da.defined()) {
-        float* p = g.da.data<float>();
-        if (fold) {
-            run_gemm(false, !trans_b, s.a.batch * M, K, N, pd, N, pb, ldb, p, K, accumulate, nullptr);
-        } else {
-            for (int64_t i = 0; i < s.a.batch; i++) {
-                if (!trans_a)  // dA (M, K) = dout @ op(B)^T
-                    run_gemm(false, !trans_b, M, K, N, pd + i * d_step, N, pb + i * b_step, ldb, p + i * a_step, K,
-                             accumulate, nullptr);
-                else  // dA (K, M) = op(B) @ dout^T
-                    run_gemm(trans_b, true, K, M, N, pb + i * b_step, ldb, pd + i * d_step, N, p + i * a_step, M,
-                             accumulate, nullptr);
+        Gemm m;
+        m.C = &g.da;
+        m.accumulate = accumulate;
+        if (fold || !trans_a) {  // dA (M, K) = dout @ op(B)^T
+            m.tb = !trans_b;
+            m.M = fold ? batch * M : M;
+            m.N = K;
+            m.K = N;
+            m.A = &dout;
+            m.lda = N;
+            m.B = &b;
+            m.ldb = ldb;
+            m.ldc = K;
+            if (!fold) {
+                m.batch = batch;
+                m.stride_a = d_step;
+                m.stride_b = b_step;
+                m.stride_c = a_step;
             }
+        } else {  // dA (K, M) = op(B) @ dout^T
+            m.ta = trans_b;
+            m.tb = true;
+            m.M = K;
+            m.N = M;
+            m.K = N;
+            m.A = &b;
+            m.lda = ldb;
+            m.B = &dout;
+            m.ldb = N;
+            m.ldc = M;
+            m.batch = batch;
+            m.stride_a = b_step;
+            m.stride_b = d_step;
+            m.stride_c = a_step;
         }
+        run(c, m);
     }
     if (g.db.defined()) {
-        float* p = g.db.data<float>();
-        const int64_t ldp = s.b.cols;
+        Gemm m;
+        m.C = &g.db;
+        m.ldc = s.b.cols;
+        if (!trans_b) {  // dB (K, N) = op(A)^T @ dout
+            m.ta = fold ? true : !trans_a;
+            m.M = K;
+            m.N = N;
+            m.A = &a;
+            m.lda = lda;
+            m.B = &dout;
+            m.ldb = N;
+        } else {  // dB (N, K) = dout^T @ op(A)
+            m.ta = true;
+            m.tb = fold ? false : trans_a;
+            m.M = N;
+            m.N = K;
+            m.A = &dout;
+            m.lda = N;
+            m.B = &a;
+            m.ldb = lda;
+        }
         if (fold) {
-            const int64_t MM = s.a.batch * M;
-            if (!trans_b)  // dB (K, N) = A^T @ dout
-                run_gemm(true, false, K, N, MM, pa, lda, pd, N, p, ldp, accumulate, nullptr);
-            else  // dB (N, K) = dout^T @ A
-                run_gemm(true, false, N, K, MM, pd, N, pa, lda, p, ldp, accumulate, nullptr);
+            m.K = batch * M;
+            m.accumulate = accumulate;
+            run(c, m);
+        } else if (!s.shared_b) {
+            m.K = M;
+            m.accumulate = accumulate;
+            m.batch = batch;
+            m.stride_a = trans_b ? d_step : a_step;
+            m.stride_b = trans_b ? a_step : d_step;
+            m.stride_c = b_step;
+            run(c, m);
         } else {
-            for (int64_t i = 0; i < s.a.batch; i++) {
-                // A shared b sums its gradient over the batch: every batch after the first accumulates.
-                const bool acc = accumulate || (s.shared_b && i > 0);
-                float* pi = p + i * b_step;
-                if (!trans_b)  // dB (K, N) = op(A)^T @ dout
-                    run_gemm(!trans_a, false, K, N, M, pa + i * a_step, lda, pd + i * d_step, N, pi, ldp, acc, nullptr);
-                else  // dB (N, K) = dout^T @ op(A)
-                    run_gemm(true, trans_a, N, K, M, pd + i * d_step, N, pa + i * a_step, lda, pi, ldp, acc, nullptr);
+            // A shared b sums its gradient over the batch: one GEMM per batch, every one after the first
+            // accumulating (in order, so the sum is deterministic). A 16-bit db would round after every batch, so
+            // the sum runs in a float32 buffer that is rounded once at the end.
+            m.K = M;
+            Tensor acc32;
+            if (g.db.dtype() != DType::float32) {
+                acc32 = accumulate ? g.db.to(DType::float32) : Tensor::empty(g.db.shape(), DType::float32, c.device());
+                m.C = &acc32;
             }
+            for (int64_t i = 0; i < batch; i++) {
+                Gemm mi = m;
+                mi.accumulate = accumulate || i > 0;
+                const Tensor ai = (trans_b ? dout : a).view({-1}).slice(i * (trans_b ? d_step : a_step),
+                                                                       (i + 1) * (trans_b ? d_step : a_step));
+                const Tensor bi = (trans_b ? a : dout).view({-1}).slice(i * (trans_b ? a_step : d_step),
+                                                                       (i + 1) * (trans_b ? a_step : d_step));
+                mi.A = &ai;
+                mi.B = &bi;
+                run(c, mi);
+            }
+            if (acc32.defined()) g.db.copy_from(acc32);
         }
     }
     if (g.dbias.defined()) bias_backward(dout, g.dbias, accumulate);
@@ -191,7 +322,7 @@ MatmulGrads matmul_backward(const Tensor& dout, const Tensor& a, const Tensor& b
 
 Tensor bias_backward(const Tensor& dout, const Tensor& dbias_, bool accumulate) {
     const Check c("bias_backward");
-    c.f32(dout, "dout");
+    c.act(dout, "dout", /*allow_f16=*/true);
     c.ndim(dout, "dout", 1, 8);
     const int64_t OC = dout.size(-1), N = detail::leading(dout.shape(), 1);
     if (accumulate && !dbias_.defined()) c.fail("dbias", "is required when accumulate is true");
@@ -199,7 +330,12 @@ Tensor bias_backward(const Tensor& dout, const Tensor& dbias_, bool accumulate) 
     c.no_overlap(dbias, "dbias", dout, "dout");
     if (OC == 0) return dbias;
     if (N == 0) {
-        if (!accumulate) std::memset(dbias.data_ptr(), 0, dbias.nbytes());
+        if (!accumulate) dbias.fill(0.0);
+        return dbias;
+    }
+    if (c.on_cuda()) {
+        cuda::DeviceGuard guard(c.device().index);
+        cuda::bias_backward(dbias.data<float>(), dout.data_ptr(), dout.dtype(), N, OC, accumulate);
         return dbias;
     }
     cpu::active().bias_backward(dbias.data<float>(), dout.data<float>(), N, OC, accumulate);

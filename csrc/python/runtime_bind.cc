@@ -1,6 +1,7 @@
 // runtime_bind.cc — threads, CPU path and CUDA facts as gptx._core functions.
 #include <pybind11/stl.h>
 
+#include "cuda/runtime.h"
 #include "gptx/runtime.h"
 #include "gptx/version.h"
 #include "python/convert.h"
@@ -17,6 +18,44 @@ void bind_runtime(py::module_& m) {
     m.def("set_cpu_isa", &set_cpu_isa, py::arg("name"), "Switch the CPU kernel path for the whole process.");
     m.def("cuda_built", &cuda_built, "Whether this build contains the CUDA backend.");
     m.def("cuda_device_count", &cuda_device_count, "CUDA devices visible (0 without a driver or GPU).");
+
+    // The CUDA runtime services behind gptx.cuda (python/gptx/cuda.py wraps them). Streams travel as integers (the
+    // cudaStream_t value; 0 = the legacy default stream).
+    m.def("cuda_synchronize", [](int device) {
+        py::gil_scoped_release nogil;
+        cuda::synchronize(device);
+    }, py::arg("device"));
+    m.def("cuda_stream_create", [](int device) { return reinterpret_cast<uintptr_t>(cuda::stream_create(device)); },
+          py::arg("device"));
+    m.def("cuda_stream_destroy", [](int device, uintptr_t s) { cuda::stream_destroy(device, reinterpret_cast<void*>(s)); },
+          py::arg("device"), py::arg("stream"));
+    m.def("cuda_stream_synchronize", [](int device, uintptr_t s) {
+        py::gil_scoped_release nogil;
+        cuda::stream_synchronize(device, reinterpret_cast<void*>(s));
+    }, py::arg("device"), py::arg("stream"));
+    m.def("cuda_current_stream", [](int device) { return reinterpret_cast<uintptr_t>(cuda::current_stream(device)); },
+          py::arg("device"));
+    m.def("cuda_set_stream", [](int device, uintptr_t s) { cuda::set_current_stream(device, reinterpret_cast<void*>(s)); },
+          py::arg("device"), py::arg("stream"));
+    m.def("cuda_memory_stats", [](int device) {
+        const cuda::MemoryStats s = cuda::memory_stats(device);
+        py::dict d;
+        d["allocated"] = s.allocated;
+        d["reserved"] = s.reserved;
+        d["peak_allocated"] = s.peak_allocated;
+        return d;
+    }, py::arg("device"));
+    m.def("cuda_empty_cache", &cuda::empty_cache, py::arg("device"));
+    m.def("cuda_reset_peak", &cuda::reset_peak, py::arg("device"));
+    m.def("cuda_device_properties", [](int device) {
+        const cuda::DeviceProperties p = cuda::properties(device);
+        py::dict d;
+        d["name"] = std::string(p.name);
+        d["capability"] = py::make_tuple(p.major, p.minor);
+        d["multiprocessors"] = p.multiprocessors;
+        d["total_memory"] = p.total_memory;
+        return d;
+    }, py::arg("device"));
 }
 
 }  // namespace python

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "cuda/runtime.h"
 #include "gptx/error.h"
 #include "python/convert.h"
 #include "python/dlpack.h"
@@ -184,10 +185,20 @@ DType dtype_from_dl(DLDataType d) {
 }
 
 // Throws for anything gptx cannot view; called before ownership is taken so a rejected capsule stays intact.
+// The gptx device of a DLPack device, or a TypeError for one gptx cannot use.
+Device device_from_dl(int32_t type, int32_t id) {
+    if (type == kDLCPU) return Device::cpu();
+    if (type == kDLCUDA) {
+        const Device d = Device::cuda(id);
+        cuda::require_device(d, "from_dlpack");
+        return d;
+    }
+    throw TypeError("from_dlpack: the tensor is on a device gptx cannot use (DLPack device type " +
+                    std::to_string(type) + "); CPU and CUDA tensors are supported");
+}
+
 void validate_dl(const DLTensor& t) {
-    if (t.device.device_type != kDLCPU)
-        throw TypeError("from_dlpack: the tensor is on a device this build cannot use (DLPack device type " +
-                        std::to_string(t.device.device_type) + "); only CPU tensors are supported");
+    device_from_dl(t.device.device_type, t.device.device_id);
     dtype_from_dl(t.dtype);
     std::vector<int64_t> shape(t.shape, t.shape + t.ndim);
     if (t.strides) {  // must be compact row-major (size-1 dims may carry any stride)
@@ -204,7 +215,8 @@ Tensor wrap_dl(const DLTensor& t, std::shared_ptr<void> owner) {
     std::vector<int64_t> shape(t.shape, t.shape + t.ndim);
     const DType dt = dtype_from_dl(t.dtype);
     char* data = static_cast<char*>(t.data) + t.byte_offset;
-    return Tensor::from_blob(data, shape, dt, Device::cpu(), std::move(owner));
+    return Tensor::from_blob(data, shape, dt, device_from_dl(t.device.device_type, t.device.device_id),
+                             std::move(owner));
 }
 
 Tensor from_dlpack(py::object obj) {
@@ -212,17 +224,22 @@ Tensor from_dlpack(py::object obj) {
     if (py::isinstance<py::capsule>(obj)) {
         cap = obj;
     } else if (py::hasattr(obj, "__dlpack__")) {
+        py::object stream = py::none();
         if (py::hasattr(obj, "__dlpack_device__")) {
             auto dev = obj.attr("__dlpack_device__")().cast<std::pair<int, int>>();
-            if (dev.first != kDLCPU)
-                throw TypeError("from_dlpack: the tensor is on a device this build cannot use (DLPack device type " +
-                                std::to_string(dev.first) + "); only CPU tensors are supported");
+            const Device d = device_from_dl(dev.first, dev.second);
+            if (d.kind == Device::Kind::cuda) {
+                // Ask the producer to order its work before our current stream (1 = the legacy default stream).
+                const auto s = reinterpret_cast<uintptr_t>(cuda::current_stream(d.index));
+                stream = py::int_(s == 0 ? 1 : s);
+            }
         }
         try {
-            cap = obj.attr("__dlpack__")(py::arg("max_version") = py::make_tuple(1, 0));
+            cap = obj.attr("__dlpack__")(py::arg("stream") = stream, py::arg("max_version") = py::make_tuple(1, 0));
         } catch (py::error_already_set& e) {
             if (!e.matches(PyExc_TypeError)) throw;
-            cap = obj.attr("__dlpack__")();  // a producer that predates versioned DLPack
+            cap = stream.is_none() ? obj.attr("__dlpack__")()  // a producer that predates versioned DLPack
+                                   : obj.attr("__dlpack__")(py::arg("stream") = stream);
         }
     } else {
         throw TypeError("from_dlpack: argument 'x' has no __dlpack__ method and is not a DLPack capsule");
@@ -318,11 +335,21 @@ CPU tensors share memory with numpy both ways (np.asarray(t), gptx.Tensor(array)
             return t.size(0);
         })
         .def("numpy", [](py::object self) {
-            require_numpy_dtype(self.cast<const Tensor&>());
+            const Tensor& t = self.cast<const Tensor&>();
+            require_numpy_dtype(t);
+            if (t.device().kind != Device::Kind::cpu) return py::array(py::cast(t.to(Device::cpu())));
             return py::array(self);
-        }, "A numpy array sharing this tensor's memory.")
+        }, "A numpy array sharing this tensor's memory (CPU), or a host copy (CUDA).")
         .def("__array__", [](py::object self, py::object dtype, py::object copy) {
-            require_numpy_dtype(self.cast<const Tensor&>());
+            const Tensor& t = self.cast<const Tensor&>();
+            require_numpy_dtype(t);
+            if (t.device().kind != Device::Kind::cpu) {
+                if (!copy.is_none() && !copy.cast<bool>())
+                    throw Error("Tensor.__array__: a " + t.device().str() + " tensor needs a copy to reach numpy");
+                py::array h(py::cast(t.to(Device::cpu())));
+                if (!dtype.is_none()) return h.attr("astype")(dtype, py::arg("copy") = false);
+                return py::object(h);
+            }
             py::array a(self);
             if (!dtype.is_none()) return a.attr("astype")(dtype, py::arg("copy") = !copy.is(py::bool_(false)));
             if (!copy.is_none() && copy.cast<bool>()) return a.attr("copy")();
@@ -331,11 +358,47 @@ CPU tensors share memory with numpy both ways (np.asarray(t), gptx.Tensor(array)
         .def("to", [](const Tensor& t, const std::string& what) {
             if (what == "cpu" || what.rfind("cuda", 0) == 0) {
                 const Device d = Device::parse(what);
-                if (d == t.device()) return t;
-                throw TypeError("Tensor.to: device " + d.str() + " is not available in this build");
+                if (d.kind == Device::Kind::cuda && d != t.device()) cuda::require_device(d, "Tensor.to");
+                py::gil_scoped_release nogil;
+                return t.to(d);
             }
             return t.to(dtype_from_name(what));
-        }, py::arg("dtype_or_device"), "Convert to a dtype (a copy) or move to a device.")
+        }, py::arg("dtype_or_device"),
+           "Convert to a dtype (a copy on the same device) or move to a device ('cpu', 'cuda', 'cuda:N'; the same "
+           "tensor when already there).")
+        .def("cpu", [](const Tensor& t) {
+            py::gil_scoped_release nogil;
+            return t.to(Device::cpu());
+        }, "This tensor on the CPU (itself when already there).")
+        .def("cuda", [](const Tensor& t, int index) {
+            cuda::require_device(Device::cuda(index), "Tensor.cuda");
+            py::gil_scoped_release nogil;
+            return t.to(Device::cuda(index));
+        }, py::arg("index") = 0, "This tensor on CUDA device `index` (itself when already there).")
+        .def("copy_", [](const Tensor& t, py::object src) {
+            Tensor s = as_tensor(src, "Tensor.copy_", "src");
+            if (s.shape() != t.shape())
+                throw Error("Tensor.copy_: argument 'src' has shape " + s.shape_str() + ", expected " + t.shape_str());
+            t.copy_from(s);
+            return t;
+        }, py::arg("src"), "Copy src (same shape and dtype, any device, or a numpy array) into this tensor.")
+        .def("__getitem__", [](const Tensor& t, py::object key) {
+            // Rows of dim 0 only (views): t[i] drops the dim, t[a:b] keeps it.
+            if (t.dim() == 0) throw py::index_error("a 0-d tensor cannot be indexed");
+            const int64_t n = t.size(0);
+            if (py::isinstance<py::slice>(key)) {
+                py::ssize_t start, stop, step, len;
+                if (!key.cast<py::slice>().compute(static_cast<py::ssize_t>(n), &start, &stop, &step, &len))
+                    throw py::error_already_set();
+                if (step != 1) throw py::index_error("Tensor: only step-1 slices of dim 0 are views");
+                return t.slice(start, start + len);
+            }
+            int64_t i = key.cast<int64_t>();
+            if (i < 0) i += n;
+            if (i < 0 || i >= n) throw py::index_error("Tensor index out of range");
+            std::vector<int64_t> rest(t.shape().begin() + 1, t.shape().end());
+            return t.slice(i, i + 1).view(rest);
+        }, py::arg("key"))
         .def("view", [](const Tensor& t, py::args shape) { return t.view(shape_from_args(shape)); })
         .def("reshape", [](const Tensor& t, py::args shape) { return t.view(shape_from_args(shape)); })
         .def("clone", &Tensor::clone)
@@ -345,14 +408,21 @@ CPU tensors share memory with numpy both ways (np.asarray(t), gptx.Tensor(array)
         }, py::arg("value"))
         .def("__dlpack__", [](const Tensor& t, py::object stream, py::object max_version, py::object dl_device,
                               py::object copy) {
+            const bool on_gpu = t.device().kind == Device::Kind::cuda;
             if (!dl_device.is_none()) {
                 auto d = dl_device.cast<std::pair<int, int>>();
-                if (d.first != kDLCPU || t.device().kind != Device::Kind::cpu)
-                    throw py::buffer_error("Tensor.__dlpack__: cannot export to another device");
+                const bool same = on_gpu ? (d.first == kDLCUDA && d.second == t.device().index) : d.first == kDLCPU;
+                if (!same) throw py::buffer_error("Tensor.__dlpack__: cannot export to another device");
             }
-            if (!copy.is_none() && copy.cast<bool>()) return to_dlpack(t.clone(), max_version);
-            (void)stream;  // CPU tensors have no stream to synchronise
-            return to_dlpack(t, max_version);
+            Tensor out = (!copy.is_none() && copy.cast<bool>()) ? t.clone() : t;
+            // The consumer may read on any stream (`stream`): make everything queued on this tensor's device
+            // finished before handing it over (simple and always correct; the stream number is not needed).
+            (void)stream;
+            if (on_gpu) {
+                py::gil_scoped_release nogil;
+                cuda::synchronize(t.device().index);
+            }
+            return to_dlpack(out, max_version);
         }, py::kw_only(), py::arg("stream") = py::none(), py::arg("max_version") = py::none(),
            py::arg("dl_device") = py::none(), py::arg("copy") = py::none())
         .def("__dlpack_device__", [](const Tensor& t) {

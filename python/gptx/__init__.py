@@ -9,7 +9,7 @@ if "OMP_WAIT_POLICY" not in _os.environ and "GOMP_SPINCOUNT" not in _os.environ:
 
 from gptx import _core  # noqa: E402
 from gptx._core import Tensor, from_dlpack, from_numpy  # noqa: E402
-from gptx import ops, data  # noqa: E402
+from gptx import ops, data, cuda  # noqa: E402
 from gptx._info import info, get_num_threads, set_num_threads  # noqa: E402
 from gptx.model import GPT, GPTConfig  # noqa: E402
 from gptx.tokenizer import Tokenizer  # noqa: E402
@@ -27,6 +27,7 @@ __all__ = [
     "from_numpy",
     "ops",
     "data",
+    "cuda",
     "info",
     "get_num_threads",
     "set_num_threads",

@@ -21,6 +21,9 @@ def info() -> dict:
         "threads": _core.get_num_threads(),
         "cuda_built": bool(_core.cuda_built()),
         "cuda_devices": int(_core.cuda_device_count()),
+        "cuda_device_names": [
+            _core.cuda_device_properties(i)["name"] for i in range(int(_core.cuda_device_count()))
+        ],
     }
 
 
@@ -29,5 +32,6 @@ def format_info(d: dict) -> str:
     lines.append(f"  cpu kernels : {d['cpu_isa']} (available: {', '.join(d['cpu_isas_available'])})")
     lines.append(f"  threads     : {d['threads']}")
     cuda = "built" if d["cuda_built"] else "not built"
-    lines.append(f"  cuda        : {cuda}, {d['cuda_devices']} device(s)")
+    names = f" ({', '.join(d['cuda_device_names'])})" if d.get("cuda_device_names") else ""
+    lines.append(f"  cuda        : {cuda}, {d['cuda_devices']} device(s){names}")
     return "\n".join(lines)

@@ -17,4 +17,11 @@ public:
     explicit TypeError(const std::string& what) : Error(what) {}
 };
 
+// A failure of the CUDA runtime or a kernel launch (out of memory, no device, an asynchronous kernel fault).
+// (Python: RuntimeError.)
+class CudaError : public std::runtime_error {
+public:
+    explicit CudaError(const std::string& what) : std::runtime_error(what) {}
+};
+
 }  // namespace gptx

@@ -1,8 +1,15 @@
 // ops.h — every op a GPT's forward and backward pass needs, on gptx::Tensor.
 //
 // Conventions (all ops):
-// - Inputs are defined, contiguous tensors on one device; float tensors are float32 (other dtypes raise
-//   gptx::TypeError), token ids and targets are int32. Shapes are given as (B, T, C)-style comments.
+// - Inputs are defined, contiguous tensors on one device (the CPU, or a CUDA device in a CUDA build; mixing devices
+//   raises gptx::TypeError naming the argument). Outputs are allocated on that device. Token ids and targets are
+//   int32. Shapes are given as (B, T, C)-style comments.
+// - dtypes: on the CPU every float tensor is float32. On CUDA the activations of an op (inp, out, dout, dinp, q, k,
+//   v, logits, wte/wpe of embedding_forward) are float32 or bfloat16, all of one dtype (matmul operands may also
+//   be float16, and a matmul's out/da/db may be float32 instead of the operands' dtype); biases, layernorm weights,
+//   parameter gradients (dbias, dweight, dwte, dwpe) and saved statistics (mean, rstd, lse, losses) are float32.
+//   Any other combination raises gptx::TypeError. CUDA ops are queued on the current stream and return at once;
+//   a failed CUDA call raises gptx::CudaError.
 // - Outputs are optional: pass an undefined Tensor() and the op allocates one, or pass a tensor of the exact shape
 //   and dtype to have it written in place (buffer reuse). Outputs may not overlap inputs unless the op says so.
 // - Backward ops overwrite their gradient outputs, or add into them when `accumulate` is true. Gradients of

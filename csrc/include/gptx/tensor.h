@@ -57,9 +57,17 @@ public:
     // Views sharing storage.
     Tensor view(const std::vector<int64_t>& shape) const;  // same numel; one entry may be -1
     Tensor slice(int64_t begin, int64_t end) const;        // rows [begin, end) of dim 0
-    // Copies.
+    // Copies. All of these work on CPU and CUDA tensors (a CUDA copy is enqueued on the current stream; a copy to
+    // the host waits for it).
     Tensor clone() const;
-    Tensor to(DType dtype) const;  // CPU conversion (float32 <-> bfloat16/float16 round to nearest even, ints)
+    // Conversion on the same device (float32 <-> bfloat16/float16 round to nearest even, ints like a C cast).
+    Tensor to(DType dtype) const;
+    // A copy on another device (same dtype); returns *this when already there.
+    Tensor to(Device device) const;
+    // Copies src's elements into this tensor in place (same numel; devices may differ when the dtypes are equal, a
+    // dtype conversion happens on one device). Throws gptx::Error / gptx::TypeError on a mismatch or a read-only
+    // destination.
+    void copy_from(const Tensor& src) const;
     void fill(double value) const;
 
     // Memory that must not be written (a read-only numpy array, a read-only DLPack export). Ops refuse such a
