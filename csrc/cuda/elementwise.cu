@@ -1,0 +1,345 @@
+// elementwise.cu — GELU (tanh form) forward/backward, residual add, fill and dtype cast on the GPU.
+//
+// All are memory-bound grid-stride loops. When every pointer is 16-byte aligned each thread moves one 16-byte pack
+// per iteration (4 floats or 8 bf16/fp16) and the last n % pack elements are done element by element; otherwise
+// the whole range runs element by element. Arithmetic is float32 (GELU follows csrc/cpu/kernels/gelu.cc: sigmoid
+// form, x clamped to [-20, 20] inside u, exp argument capped), rounded to the activation dtype once on the store.
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
+#include "cuda/common.cuh"
+#include "cuda/kernels.h"
+
+namespace gptx {
+namespace cuda {
+namespace {
+
+constexpr int kThreads = 256;
+
+// 16 bytes of T: the unit of a vectorised load/store.
+template <typename T>
+struct alignas(16) Pack {
+    static constexpr int N = 16 / static_cast<int>(sizeof(T));
+    T v[N];
+};
+
+inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
+
+// ---------------------------------------------------------------------------------------------------- GELU
+constexpr float kS2Pi = 0.7978845608028654f;  // sqrt(2/pi)
+constexpr float kC = 0.044715f;
+constexpr float kClamp = 20.0f;
+
+__device__ __forceinline__ float neg2u(float xc) {
+    return xc * fmaf(xc * xc, -2.0f * kS2Pi * kC, -2.0f * kS2Pi);
+}
+
+__device__ __forceinline__ float gelu_f(float x) {
+    if (x != x) return x;  // NaN stays NaN
+    const float xc = fminf(kClamp, fmaxf(-kClamp, x));
+    const float e = expf(fminf(88.0f, neg2u(xc)));
+    return fmaxf(-kClamp, x) / (1.0f + e);
+}
+
+// gelu'(x) = s + x s (1 - s) 2u'(x) with s = 1 / (1 + e), e = exp(-2u), 1 - s = e s (as on the CPU).
+__device__ __forceinline__ float gelu_grad_f(float x) {
+    if (x != x) return x;
+    const float xc = fminf(kClamp, fmaxf(-kClamp, x));
+    const float e = expf(fminf(80.0f, neg2u(xc)));
+    const float s = 1.0f / (1.0f + e);
+    const float du2 = fmaf(xc * xc, 2.0f * kS2Pi * 3.0f * kC, 2.0f * kS2Pi);
+    return s * fmaf(xc * (e * s), du2, 1.0f);
+}
+
+template <typename T>
+__global__ void gelu_forward_kernel(T* out, const T* inp, int64_t n, bool vec) {
+    const int64_t stride = (int64_t)gridDim.x * blockDim.x;
+    int64_t start = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    int64_t tail = 0;
+    if (vec) {
+        constexpr int N = Pack<T>::N;
+        const int64_t nv = n / N;
+        for (int64_t i = start; i < nv; i += stride) {
+            Pack<T> p = reinterpret_cast<const Pack<T>*>(inp)[i];
+#pragma unroll
+            for (int k = 0; k < N; k++) p.v[k] = from_float<T>(gelu_f(to_float(p.v[k])));
+            reinterpret_cast<Pack<T>*>(out)[i] = p;
+        }
+        tail = nv * N;
+    }
+    for (int64_t i = tail + start; i < n; i += stride) out[i] = from_float<T>(gelu_f(to_float(inp[i])));
+}
+
+template <typename T>
+__global__ void gelu_backward_kernel(T* dinp, const T* inp, const T* dout, int64_t n, bool accumulate, bool vec) {
+    const int64_t stride = (int64_t)gridDim.x * blockDim.x;
+    int64_t start = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    int64_t tail = 0;
+    if (vec) {
+        constexpr int N = Pack<T>::N;
+        const int64_t nv = n / N;
+        for (int64_t i = start; i < nv; i += stride) {
+            const Pack<T> x = reinterpret_cast<const Pack<T>*>(inp)[i];
+            const Pack<T> dy = reinterpret_cast<const Pack<T>*>(dout)[i];
+            Pack<T> d;
+            if (accumulate) d = reinterpret_cast<const Pack<T>*>(dinp)[i];
+#pragma unroll
+            for (int k = 0; k < N; k++) {
+                float g = gelu_grad_f(to_float(x.v[k])) * to_float(dy.v[k]);
+                if (accumulate) g += to_float(d.v[k]);
+                d.v[k] = from_float<T>(g);
+            }
+            reinterpret_cast<Pack<T>*>(dinp)[i] = d;
+        }
+        tail = nv * N;
+    }
+    for (int64_t i = tail + start; i < n; i += stride) {
+        float g = gelu_grad_f(to_float(inp[i])) * to_float(dout[i]);
+        if (accumulate) g += to_float(dinp[i]);
+        dinp[i] = from_float<T>(g);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------- add
+template <typename T>
+__global__ void add_kernel(T* out, const T* a, const T* b, int64_t n, bool vec) {
+    const int64_t stride = (int64_t)gridDim.x * blockDim.x;
+    int64_t start = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    int64_t tail = 0;
+    if (vec) {
+        constexpr int N = Pack<T>::N;
+        const int64_t nv = n / N;
+        for (int64_t i = start; i < nv; i += stride) {
+            const Pack<T> x = reinterpret_cast<const Pack<T>*>(a)[i];
+            const Pack<T> y = reinterpret_cast<const Pack<T>*>(b)[i];
+            Pack<T> o;
+#pragma unroll
+            for (int k = 0; k < N; k++) o.v[k] = from_float<T>(to_float(x.v[k]) + to_float(y.v[k]));
+            reinterpret_cast<Pack<T>*>(out)[i] = o;
+        }
+        tail = nv * N;
+    }
+    for (int64_t i = tail + start; i < n; i += stride) out[i] = from_float<T>(to_float(a[i]) + to_float(b[i]));
+}
+
+// ---------------------------------------------------------------------------------------------------- fill
+// W is an unsigned word of the element size; `pattern` is 16 bytes of repeated elements for the aligned body.
+template <typename W>
+__global__ void fill_kernel(W* out, int64_t n, W value, uint4 pattern, bool vec) {
+    const int64_t stride = (int64_t)gridDim.x * blockDim.x;
+    int64_t start = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    int64_t tail = 0;
+    if (vec) {
+        constexpr int N = 16 / (int)sizeof(W);
+        const int64_t nv = n / N;
+        for (int64_t i = start; i < nv; i += stride) reinterpret_cast<uint4*>(out)[i] = pattern;
+        tail = nv * N;
+    }
+    for (int64_t i = tail + start; i < n; i += stride) out[i] = value;
+}
+
+// Host copies of the CPU's conversions (csrc/core/tensor.cc), so fill writes exactly the bits the CPU would.
+uint16_t host_f32_to_bf16(float f) {
+    uint32_t u;
+    std::memcpy(&u, &f, 4);
+    if ((u & 0x7f800000u) == 0x7f800000u && (u & 0x007fffffu)) return static_cast<uint16_t>((u >> 16) | 0x40);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return static_cast<uint16_t>(u >> 16);
+}
+
+uint16_t host_f32_to_f16(float f) {
+    uint32_t u;
+    std::memcpy(&u, &f, 4);
+    const uint32_t sign = (u >> 16) & 0x8000u;
+    const uint32_t absu = u & 0x7fffffffu;
+    if (absu >= 0x7f800000u) return static_cast<uint16_t>(sign | 0x7c00u | (absu > 0x7f800000u ? 0x200u : 0u));
+    if (absu >= 0x477ff000u) return static_cast<uint16_t>(sign | 0x7c00u);
+    if (absu < 0x38800000u) {
+        if (absu < 0x33000000u) return static_cast<uint16_t>(sign);
+        const uint32_t mant = (absu & 0x007fffffu) | 0x00800000u;
+        const int shift = 126 - static_cast<int>(absu >> 23);
+        uint32_t h = mant >> shift;
+        const uint32_t rem = mant & ((1u << shift) - 1u), half = 1u << (shift - 1);
+        if (rem > half || (rem == half && (h & 1u))) h++;
+        return static_cast<uint16_t>(sign | h);
+    }
+    uint32_t h = ((absu - 0x38000000u) >> 13);
+    const uint32_t rem = absu & 0x1fffu;
+    if (rem > 0x1000u || (rem == 0x1000u && (h & 1u))) h++;
+    return static_cast<uint16_t>(sign | h);
+}
+
+template <typename W>
+void launch_fill(void* out, int64_t n, W value) {
+    uint4 pattern;
+    unsigned char bytes[16];
+    for (int k = 0; k < 16; k += (int)sizeof(W)) std::memcpy(bytes + k, &value, sizeof(W));
+    std::memcpy(&pattern, bytes, 16);
+    const bool vec = aligned16(out);
+    const int64_t work = vec ? n / (16 / (int64_t)sizeof(W)) + 16 : n;
+    fill_kernel<W><<<blocks_for(work, kThreads), kThreads, 0, stream()>>>(static_cast<W*>(out), n, value, pattern,
+                                                                         vec);
+    GPTX_CUDA_CHECK_LAUNCH("fill_kernel");
+}
+
+// ---------------------------------------------------------------------------------------------------- cast
+// Float <-> float: float32 in between (exact for bf16/fp16 -> float32; one rounding, to nearest even, into the
+// narrower type; NaN stays NaN). Anything involving an integer type goes through double, as the CPU does
+// (csrc/core/tensor.cc load_as_double/store_from_double).
+template <typename In, typename Out>
+__global__ void cast_float_kernel(Out* out, const In* in, int64_t n, bool vec) {
+    const int64_t stride = (int64_t)gridDim.x * blockDim.x;
+    int64_t start = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    int64_t tail = 0;
+    constexpr int N = (sizeof(In) > sizeof(Out) ? Pack<In>::N : Pack<Out>::N);  // 16 bytes of the wider type
+    struct alignas(N * sizeof(In)) VIn { In v[N]; };
+    struct alignas(N * sizeof(Out)) VOut { Out v[N]; };
+    if (vec) {
+        const int64_t nv = n / N;
+        for (int64_t i = start; i < nv; i += stride) {
+            const VIn x = reinterpret_cast<const VIn*>(in)[i];
+            VOut y;
+#pragma unroll
+            for (int k = 0; k < N; k++) y.v[k] = from_float<Out>(to_float(x.v[k]));
+            reinterpret_cast<VOut*>(out)[i] = y;
+        }
+        tail = nv * N;
+    }
+    for (int64_t i = tail + start; i < n; i += stride) out[i] = from_float<Out>(to_float(in[i]));
+}
+
+__device__ __forceinline__ double load_as_double(const void* p, DType dt, int64_t i) {
+    switch (dt) {
+        case DType::float32: return static_cast<const float*>(p)[i];
+        case DType::bfloat16: return __bfloat162float(static_cast<const __nv_bfloat16*>(p)[i]);
+        case DType::float16: return __half2float(static_cast<const __half*>(p)[i]);
+        case DType::int32: return static_cast<const int32_t*>(p)[i];
+        case DType::int64: return static_cast<double>(static_cast<const int64_t*>(p)[i]);
+        case DType::uint16: return static_cast<const uint16_t*>(p)[i];
+        case DType::uint8: return static_cast<const uint8_t*>(p)[i];
+    }
+    return 0.0;
+}
+
+// Out-of-range or NaN float -> int conversions are undefined in C++; here the narrow unsigned types go through
+// int64 (wrapping, as x86 does for in-range int64 values) and int32/int64 use the hardware conversion (saturating,
+// NaN -> 0), which may differ from the CPU only in those undefined cases.
+__device__ __forceinline__ void store_from_double(void* p, DType dt, int64_t i, double x) {
+    switch (dt) {
+        case DType::float32: static_cast<float*>(p)[i] = static_cast<float>(x); break;
+        case DType::bfloat16:
+            static_cast<__nv_bfloat16*>(p)[i] = __float2bfloat16_rn(static_cast<float>(x));
+            break;
+        case DType::float16: static_cast<__half*>(p)[i] = __float2half_rn(static_cast<float>(x)); break;
+        case DType::int32: static_cast<int32_t*>(p)[i] = static_cast<int32_t>(x); break;
+        case DType::int64: static_cast<int64_t*>(p)[i] = static_cast<int64_t>(x); break;
+        case DType::uint16:
+            static_cast<uint16_t*>(p)[i] = static_cast<uint16_t>(static_cast<int64_t>(x));
+            break;
+        case DType::uint8: static_cast<uint8_t*>(p)[i] = static_cast<uint8_t>(static_cast<int64_t>(x)); break;
+    }
+}
+
+__global__ void cast_generic_kernel(void* out, DType out_dtype, const void* in, DType in_dtype, int64_t n) {
+    const int64_t stride = (int64_t)gridDim.x * blockDim.x;
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride)
+        store_from_double(out, out_dtype, i, load_as_double(in, in_dtype, i));
+}
+
+bool is_float(DType d) { return d == DType::float32 || d == DType::bfloat16 || d == DType::float16; }
+
+}  // namespace
+
+void gelu_forward(void* out, const void* inp, DType dtype, int64_t n) {
+    if (n <= 0) return;
+    dispatch_float(dtype, "gelu_forward", [&](auto tag) {
+        using T = decltype(tag);
+        const bool vec = aligned16(out) && aligned16(inp);
+        const int64_t work = vec ? n / Pack<T>::N + Pack<T>::N : n;
+        gelu_forward_kernel<T><<<blocks_for(work, kThreads), kThreads, 0, stream()>>>(
+            static_cast<T*>(out), static_cast<const T*>(inp), n, vec);
+        GPTX_CUDA_CHECK_LAUNCH("gelu_forward");
+    });
+}
+
+void gelu_backward(void* dinp, const void* inp, const void* dout, DType dtype, int64_t n, bool accumulate) {
+    if (n <= 0) return;
+    dispatch_float(dtype, "gelu_backward", [&](auto tag) {
+        using T = decltype(tag);
+        const bool vec = aligned16(dinp) && aligned16(inp) && aligned16(dout);
+        const int64_t work = vec ? n / Pack<T>::N + Pack<T>::N : n;
+        gelu_backward_kernel<T><<<blocks_for(work, kThreads), kThreads, 0, stream()>>>(
+            static_cast<T*>(dinp), static_cast<const T*>(inp), static_cast<const T*>(dout), n, accumulate, vec);
+        GPTX_CUDA_CHECK_LAUNCH("gelu_backward");
+    });
+}
+
+void add_forward(void* out, const void* a, const void* b, DType dtype, int64_t n) {
+    if (n <= 0) return;
+    dispatch_float(dtype, "add_forward", [&](auto tag) {
+        using T = decltype(tag);
+        const bool vec = aligned16(out) && aligned16(a) && aligned16(b);
+        const int64_t work = vec ? n / Pack<T>::N + Pack<T>::N : n;
+        add_kernel<T><<<blocks_for(work, kThreads), kThreads, 0, stream()>>>(
+            static_cast<T*>(out), static_cast<const T*>(a), static_cast<const T*>(b), n, vec);
+        GPTX_CUDA_CHECK_LAUNCH("add_forward");
+    });
+}
+
+void fill(void* out, DType dtype, int64_t n, double value) {
+    if (n <= 0) return;
+    switch (dtype) {
+        case DType::float32: {
+            const float f = static_cast<float>(value);
+            uint32_t w;
+            std::memcpy(&w, &f, 4);
+            launch_fill<uint32_t>(out, n, w);
+            return;
+        }
+        case DType::bfloat16: launch_fill<uint16_t>(out, n, host_f32_to_bf16(static_cast<float>(value))); return;
+        case DType::float16: launch_fill<uint16_t>(out, n, host_f32_to_f16(static_cast<float>(value))); return;
+        case DType::int32: {
+            const int32_t v = static_cast<int32_t>(value);
+            uint32_t w;
+            std::memcpy(&w, &v, 4);
+            launch_fill<uint32_t>(out, n, w);
+            return;
+        }
+        case DType::int64: {
+            const int64_t v = static_cast<int64_t>(value);
+            unsigned long long w;
+            std::memcpy(&w, &v, 8);
+            launch_fill<unsigned long long>(out, n, w);
+            return;
+        }
+        case DType::uint16: launch_fill<uint16_t>(out, n, static_cast<uint16_t>(value)); return;
+        case DType::uint8: launch_fill<uint8_t>(out, n, static_cast<uint8_t>(value)); return;
+    }
+    throw TypeError(std::string("fill: unsupported dtype ") + dtype_name(dtype));
+}
+
+void cast(void* out, DType out_dtype, const void* in, DType in_dtype, int64_t n) {
+    if (n <= 0) return;
+    if (is_float(in_dtype) && is_float(out_dtype)) {
+        dispatch_float(in_dtype, "cast", [&](auto in_tag) {
+            using In = decltype(in_tag);
+            dispatch_float(out_dtype, "cast", [&](auto out_tag) {
+                using Out = decltype(out_tag);
+                constexpr int N = (sizeof(In) > sizeof(Out) ? Pack<In>::N : Pack<Out>::N);
+                const bool vec = (reinterpret_cast<uintptr_t>(in) % (N * sizeof(In))) == 0 &&
+                                 (reinterpret_cast<uintptr_t>(out) % (N * sizeof(Out))) == 0;
+                const int64_t work = vec ? n / N + N : n;
+                cast_float_kernel<In, Out><<<blocks_for(work, kThreads), kThreads, 0, stream()>>>(
+                    static_cast<Out*>(out), static_cast<const In*>(in), n, vec);
+                GPTX_CUDA_CHECK_LAUNCH("cast");
+            });
+        });
+        return;
+    }
+    cast_generic_kernel<<<blocks_for(n, kThreads), kThreads, 0, stream()>>>(out, out_dtype, in, in_dtype, n);
+    GPTX_CUDA_CHECK_LAUNCH("cast");
+}
+
+}  // namespace cuda
+}  // namespace gptx
