@@ -19,6 +19,7 @@ inline Tensor as_output(py::handle obj, const char* op, const char* arg) { retur
 void bind_tensor(py::module_& m);
 void bind_ops(py::module_& m);
 void bind_runtime(py::module_& m);
+void bind_model(py::module_& m);  // model_bind.cc: gptx/model.h
 
 }  // namespace python
 }  // namespace gptx

@@ -18,4 +18,5 @@ PYBIND11_MODULE(_core, m) {
     gptx::python::bind_runtime(m);
     gptx::python::bind_tensor(m);
     gptx::python::bind_ops(m);
+    gptx::python::bind_model(m);
 }

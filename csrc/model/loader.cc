@@ -1,0 +1,263 @@
+// loader.cc — a gptx checkpoint or Hugging Face GPT-2 directory (config.json + model.safetensors) into a GPTModel.
+//
+// safetensors: 8-byte little-endian header size, a JSON header {name: {dtype, shape, data_offsets: [begin, end]}},
+// then the data. Nothing in the file is trusted: sizes and offsets are checked against the file before reading.
+#include <cmath>
+#include <cstring>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "gptx/error.h"
+#include "gptx/model.h"
+#include "model/json.h"
+
+namespace gptx {
+
+namespace {
+
+bool file_exists(const std::string& path) {
+    std::ifstream f(path, std::ios::binary);
+    return static_cast<bool>(f);
+}
+
+std::string read_text(const std::string& path) {
+    std::ifstream f(path, std::ios::binary);
+    if (!f) throw Error(path + ": not found or not readable");
+    std::ostringstream ss;
+    ss << f.rdbuf();
+    return ss.str();
+}
+
+std::string shape_text(const std::vector<int64_t>& s) {
+    std::string out = "(";
+    for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
+    return out + (s.size() == 1 ? ",)" : ")");
+}
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+    return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+// The checkpoint directory itself, or the one a run directory's latest.json names.
+std::string resolve_dir(const std::string& dir) {
+    if (file_exists(dir + "/config.json") || !file_exists(dir + "/latest.json")) return dir;
+    const std::string pointer = dir + "/latest.json";
+    json::Value latest = json::parse(read_text(pointer), pointer);
+    const json::Value* name = latest.find("checkpoint");
+    if (!name || name->kind != json::Value::Kind::string || name->str.empty() ||
+        name->str.find('/') != std::string::npos || name->str == "." || name->str == "..")
+        throw Error(pointer + ": does not name a checkpoint directory");
+    return dir + "/" + name->str;
+}
+
+int64_t positive_int(const json::Value& cfg, const std::string& key, const std::string& file) {
+    const json::Value* v = cfg.find(key);
+    if (!v) throw Error(file + ": missing key '" + key + "'");
+    if (v->kind != json::Value::Kind::number || v->num != std::floor(v->num) || v->num < 1 || v->num > 1e15)
+        throw Error(file + ": '" + key + "' must be a positive integer");
+    return static_cast<int64_t>(v->num);
+}
+
+struct Entry {
+    DType dtype;
+    std::vector<int64_t> shape;
+    uint64_t begin = 0, end = 0;
+};
+
+DType safetensors_dtype(const std::string& s, const std::string& where) {
+    if (s == "F32") return DType::float32;
+    if (s == "BF16") return DType::bfloat16;
+    if (s == "F16") return DType::float16;
+    throw TypeError(where + ": dtype " + s + " is not supported (F32, BF16 or F16)");
+}
+
+// "h.0.attn.c_attn.weight" (old GPT-2 files) -> "transformer.h.0.attn.c_attn.weight".
+std::string canonical(const std::string& key) {
+    if (key.rfind("transformer.", 0) == 0 || key.rfind("lm_head.", 0) == 0) return key;
+    return "transformer." + key;
+}
+
+class SafetensorsFile {
+public:
+    explicit SafetensorsFile(const std::string& path) : path_(path), f_(path, std::ios::binary) {
+        if (!f_) throw Error(path + ": not found or not readable");
+        f_.seekg(0, std::ios::end);
+        const uint64_t size = static_cast<uint64_t>(f_.tellg());
+        f_.seekg(0);
+        unsigned char b[8];
+        if (size < 8 || !f_.read(reinterpret_cast<char*>(b), 8)) throw Error(path + ": truncated (no header)");
+        uint64_t n = 0;
+        for (int i = 7; i >= 0; --i) n = n << 8 | b[i];
+        if (n > size - 8 || n > (uint64_t{100} << 20))
+            throw Error(path + ": bad header size (truncated or not safetensors)");
+        std::string header(n, '\0');
+        if (!f_.read(&header[0], static_cast<std::streamsize>(n))) throw Error(path + ": truncated header");
+        data_start_ = 8 + n;
+        const uint64_t data_size = size - data_start_;
+        json::Value h = json::parse(header, path + ": safetensors header");
+        if (h.kind != json::Value::Kind::object) throw Error(path + ": the safetensors header is not a JSON object");
+        for (const auto& kv : h.obj) {
+            if (kv.first == "__metadata__") continue;
+            const std::string where = path + ": tensor " + kv.first;
+            const json::Value* dt = kv.second.find("dtype");
+            const json::Value* sh = kv.second.find("shape");
+            const json::Value* off = kv.second.find("data_offsets");
+            if (!dt || dt->kind != json::Value::Kind::string || !sh || sh->kind != json::Value::Kind::array || !off ||
+                off->kind != json::Value::Kind::array || off->arr.size() != 2)
+                throw Error(where + ": malformed header entry");
+            Entry e;
+            e.dtype = safetensors_dtype(dt->str, where);
+            for (const json::Value& d : sh->arr) {
+                if (d.kind != json::Value::Kind::number || d.num < 0 || d.num != std::floor(d.num) || d.num > 1e12)
+                    throw Error(where + ": bad shape");
+                e.shape.push_back(static_cast<int64_t>(d.num));
+            }
+            for (const json::Value& o : off->arr)
+                if (o.kind != json::Value::Kind::number || o.num < 0 || o.num != std::floor(o.num))
+                    throw Error(where + ": bad data_offsets");
+            e.begin = static_cast<uint64_t>(off->arr[0].num);
+            e.end = static_cast<uint64_t>(off->arr[1].num);
+            const uint64_t nbytes = static_cast<uint64_t>(checked_numel(e.shape, dtype_size(e.dtype), where)) *
+                                    dtype_size(e.dtype);
+            if (e.end < e.begin || e.end - e.begin != nbytes)
+                throw Error(where + ": data_offsets do not match its shape and dtype");
+            if (e.end > data_size)
+                throw Error(where + ": data runs past the end of the file (truncated: " + std::to_string(size) +
+                            " bytes)");
+            entries_[kv.first] = e;
+        }
+    }
+
+    const std::map<std::string, Entry>& entries() const { return entries_; }
+
+    // Reads entry `key` into dst (CPU, contiguous, the entry's dtype and numel).
+    void read(const std::string& key, const Tensor& dst) {
+        const Entry& e = entries_.at(key);
+        f_.seekg(static_cast<std::streamoff>(data_start_ + e.begin));
+        if (!f_.read(static_cast<char*>(dst.data_ptr()), static_cast<std::streamsize>(e.end - e.begin)))
+            throw Error(path_ + ": tensor " + key + ": read failed (truncated?)");
+    }
+
+private:
+    std::string path_;
+    std::ifstream f_;
+    uint64_t data_start_ = 0;
+    std::map<std::string, Entry> entries_;
+};
+
+}  // namespace
+
+GPTConfig load_config(const std::string& dir_in) {
+    const std::string dir = resolve_dir(dir_in);
+    const std::string file = dir + "/config.json";
+    if (!file_exists(file)) throw Error(file + ": not found (expected a gptx checkpoint or GPT-2 model directory)");
+    json::Value cfg = json::parse(read_text(file), file);
+    if (cfg.kind != json::Value::Kind::object) throw Error(file + ": is not a JSON object");
+    GPTConfig c;
+    if (cfg.find("block_size")) {  // gptx's GPTConfig.to_dict()
+        c.block_size = positive_int(cfg, "block_size", file);
+    } else {  // Hugging Face GPT-2: refuse what this GPT does not compute
+        const json::Value* mt = cfg.find("model_type");
+        if (mt && (mt->kind != json::Value::Kind::string || mt->str != "gpt2"))
+            throw Error(file + ": model_type is not gpt2");
+        const json::Value* act = cfg.find("activation_function");
+        if (act && (act->kind != json::Value::Kind::string ||
+                    (act->str != "gelu_new" && act->str != "gelu_pytorch_tanh")))
+            throw Error(file + ": activation_function is not supported (only gelu_new, gelu_pytorch_tanh)");
+        const std::pair<const char*, bool> flags[] = {{"scale_attn_weights", true},
+                                                      {"scale_attn_by_inverse_layer_idx", false},
+                                                      {"add_cross_attention", false},
+                                                      {"tie_word_embeddings", true}};
+        for (const auto& fl : flags) {
+            const json::Value* v = cfg.find(fl.first);
+            if (v && v->kind == json::Value::Kind::boolean && v->b != fl.second)
+                throw Error(file + ": " + fl.first + "=" + (v->b ? "true" : "false") + " is not supported");
+        }
+        const bool ctx_only = cfg.find("n_ctx") && !cfg.find("n_positions");
+        c.block_size = positive_int(cfg, ctx_only ? "n_ctx" : "n_positions", file);
+    }
+    c.n_layer = positive_int(cfg, "n_layer", file);
+    c.n_head = positive_int(cfg, "n_head", file);
+    c.n_embd = positive_int(cfg, "n_embd", file);
+    c.vocab_size = positive_int(cfg, "vocab_size", file);
+    const json::Value* inner = cfg.find("n_inner");
+    if (inner && !inner->is_null() && !(inner->kind == json::Value::Kind::number && inner->num == 4.0 * c.n_embd))
+        throw Error(file + ": n_inner is not supported (only 4 * n_embd)");
+    const json::Value* eps = cfg.find("layer_norm_epsilon");
+    if (eps && eps->kind == json::Value::Kind::number) c.layer_norm_epsilon = static_cast<float>(eps->num);
+    try {
+        c.validate();
+    } catch (const Error& e) {
+        throw Error(file + ": " + e.what());
+    }
+    return c;
+}
+
+GPTModel load_model(const std::string& dir_in, DType dtype, Device device) {
+    const std::string dir = resolve_dir(dir_in);
+    const GPTConfig c = load_config(dir);
+    const std::string file = dir + "/model.safetensors";
+    if (!file_exists(file)) {
+        if (file_exists(dir + "/model.safetensors.index.json"))
+            throw Error(file + ": not found (sharded safetensors are not read by the C++ loader)");
+        throw Error(file + ": not found");
+    }
+    SafetensorsFile st(file);
+    std::map<std::string, std::string> by_name;  // canonical name -> key in the file
+    std::string lm_head;
+    for (const auto& kv : st.entries()) {
+        const std::string name = canonical(kv.first);
+        if (ends_with(name, ".attn.bias") || ends_with(name, ".attn.masked_bias")) continue;  // causal-mask buffers
+        if (name == "lm_head.weight") {
+            lm_head = kv.first;
+            continue;
+        }
+        if (by_name.count(name)) throw Error(file + ": tensor " + name + " appears twice");
+        by_name[name] = kv.first;
+    }
+    const auto shapes = parameter_shapes(c);
+    std::set<std::string> expected;
+    for (const auto& s : shapes) expected.insert(s.first);
+    for (const auto& kv : by_name)
+        if (!expected.count(kv.first))
+            throw Error(file + ": unexpected tensor " + kv.first + " (not a GPT-2 parameter)");
+    const int64_t V = c.vocab_size, Vp = c.padded_vocab_size(), C = c.n_embd;
+    std::map<std::string, Tensor> params;
+    Tensor wte_host;
+    for (const auto& s : shapes) {
+        auto it = by_name.find(s.first);
+        if (it == by_name.end()) throw Error(file + ": missing tensor " + s.first);
+        const Entry& e = st.entries().at(it->second);
+        if (e.shape != s.second)
+            throw Error(file + ": tensor " + s.first + " has shape " + shape_text(e.shape) + ", expected " +
+                        shape_text(s.second));
+        Tensor host;
+        if (s.first == "transformer.wte.weight") {  // straight into the zero-padded table
+            host = Tensor::zeros({Vp, C}, e.dtype, Device::cpu());
+            st.read(it->second, host.slice(0, V));
+            wte_host = host.slice(0, V);
+        } else {
+            host = Tensor::empty(e.shape, e.dtype, Device::cpu());
+            st.read(it->second, host);
+        }
+        const DType want = s.second.size() == 2 ? dtype : DType::float32;
+        Tensor t = host.dtype() == want ? host : host.to(want);
+        params[s.first] = t.to(device);
+    }
+    if (!lm_head.empty()) {  // must be the tied wte
+        const Entry& e = st.entries().at(lm_head);
+        bool same = e.shape == wte_host.shape() && e.dtype == wte_host.dtype();
+        if (same) {
+            Tensor h = Tensor::empty(e.shape, e.dtype, Device::cpu());
+            st.read(lm_head, h);
+            same = std::memcmp(h.data_ptr(), wte_host.data_ptr(), h.nbytes()) == 0;
+        }
+        if (!same)
+            throw Error(file + ": lm_head.weight differs from transformer.wte.weight (an untied LM head is not "
+                        "supported)");
+    }
+    return GPTModel(c, params);
+}
+
+}  // namespace gptx

@@ -1,0 +1,195 @@
+// model.cc — GPTConfig checks, GPTModel (parameters by Hugging Face name, validated) and KVCache storage.
+#include <algorithm>
+#include <cstring>
+
+#include "gptx/error.h"
+#include "gptx/model.h"
+
+namespace gptx {
+
+namespace {
+
+std::string shape_text(const std::vector<int64_t>& s) {
+    std::string out = "(";
+    for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
+    return out + (s.size() == 1 ? ",)" : ")");
+}
+
+}  // namespace
+
+void GPTConfig::validate() const {
+    const std::pair<const char*, int64_t> sizes[] = {{"n_layer", n_layer},     {"n_head", n_head},
+                                                     {"n_embd", n_embd},       {"block_size", block_size},
+                                                     {"vocab_size", vocab_size}};
+    for (const auto& s : sizes)
+        if (s.second < 1) throw Error(std::string("GPTConfig.") + s.first + " must be >= 1, got " +
+                                      std::to_string(s.second));
+    if (n_embd % n_head)
+        throw Error("GPTConfig.n_embd (" + std::to_string(n_embd) + ") must be a multiple of n_head (" +
+                    std::to_string(n_head) + ")");
+    if (!(layer_norm_epsilon > 0.0f) || layer_norm_epsilon > 1e30f)
+        throw Error("GPTConfig.layer_norm_epsilon must be positive and finite");
+}
+
+std::vector<std::pair<std::string, std::vector<int64_t>>> parameter_shapes(const GPTConfig& c) {
+    const int64_t C = c.n_embd;
+    std::vector<std::pair<std::string, std::vector<int64_t>>> s = {{"transformer.wte.weight", {c.vocab_size, C}},
+                                                                    {"transformer.wpe.weight", {c.block_size, C}}};
+    for (int64_t i = 0; i < c.n_layer; ++i) {
+        const std::string h = "transformer.h." + std::to_string(i) + ".";
+        s.push_back({h + "ln_1.weight", {C}});
+        s.push_back({h + "ln_1.bias", {C}});
+        s.push_back({h + "attn.c_attn.weight", {C, 3 * C}});
+        s.push_back({h + "attn.c_attn.bias", {3 * C}});
+        s.push_back({h + "attn.c_proj.weight", {C, C}});
+        s.push_back({h + "attn.c_proj.bias", {C}});
+        s.push_back({h + "ln_2.weight", {C}});
+        s.push_back({h + "ln_2.bias", {C}});
+        s.push_back({h + "mlp.c_fc.weight", {C, 4 * C}});
+        s.push_back({h + "mlp.c_fc.bias", {4 * C}});
+        s.push_back({h + "mlp.c_proj.weight", {4 * C, C}});
+        s.push_back({h + "mlp.c_proj.bias", {C}});
+    }
+    s.push_back({"transformer.ln_f.weight", {C}});
+    s.push_back({"transformer.ln_f.bias", {C}});
+    return s;
+}
+
+// ------------------------------------------------------------------------------------------------ GPTModel
+GPTModel::GPTModel(const GPTConfig& config, const std::map<std::string, Tensor>& params) : config_(config) {
+    config_.validate();
+    const char* who = "GPTModel: ";
+    const auto shapes = parameter_shapes(config_);
+    std::vector<std::string> missing, unexpected;
+    for (const auto& s : shapes)
+        if (!params.count(s.first)) missing.push_back(s.first);
+    for (const auto& p : params)
+        if (std::none_of(shapes.begin(), shapes.end(), [&](const auto& s) { return s.first == p.first; }))
+            unexpected.push_back(p.first);
+    if (!missing.empty() || !unexpected.empty()) {
+        std::string msg = who;
+        auto more = [](const std::vector<std::string>& v) {
+            return v.size() > 1 ? " (and " + std::to_string(v.size() - 1) + " more)" : std::string();
+        };
+        if (!missing.empty()) msg += "missing parameter " + missing.front() + more(missing);
+        if (!unexpected.empty())
+            msg += std::string(missing.empty() ? "" : "; ") + "unexpected parameter " + unexpected.front() +
+                   more(unexpected);
+        throw Error(msg);
+    }
+    const int64_t V = config_.vocab_size, Vp = config_.padded_vocab_size(), C = config_.n_embd;
+    const Tensor& wte = params.at("transformer.wte.weight");
+    if (!wte.defined()) throw Error(std::string(who) + "parameter transformer.wte.weight is undefined");
+    const DType dt = wte.dtype();
+    const Device dev = wte.device();
+    if (dt != DType::float32 && dt != DType::bfloat16 && dt != DType::float16)
+        throw TypeError(std::string(who) + "parameter transformer.wte.weight has dtype " + dtype_name(dt) +
+                        " (expected float32, bfloat16 or float16)");
+    for (const auto& s : shapes) {
+        const Tensor& t = params.at(s.first);
+        const std::string where = std::string(who) + "parameter " + s.first;
+        if (!t.defined()) throw Error(where + " is undefined");
+        const bool padded_wte = s.first == "transformer.wte.weight" && t.shape() == std::vector<int64_t>{Vp, C};
+        if (t.shape() != s.second && !padded_wte)
+            throw Error(where + " has shape " + t.shape_str() + ", expected " + shape_text(s.second) +
+                        (s.first == "transformer.wte.weight" ? " or " + shape_text({Vp, C}) : ""));
+        if (t.device() != dev)
+            throw TypeError(where + " is on " + t.device().str() + " but transformer.wte.weight is on " + dev.str());
+        const bool ok = s.second.size() == 2 ? t.dtype() == dt : (t.dtype() == dt || t.dtype() == DType::float32);
+        if (!ok)
+            throw TypeError(where + " has dtype " + dtype_name(t.dtype()) + "; expected " + dtype_name(dt) +
+                            (s.second.size() == 2 ? " (the dtype of transformer.wte.weight)" : " or float32"));
+    }
+    if (wte.size(0) == V && V != Vp) {
+        // One copy into a zero-padded table: the embedding and the LM head run over Vp rows, as in training.
+        wte_ = Tensor::empty({Vp, C}, dt, dev);
+        wte_.slice(0, V).copy_from(wte);
+        wte_.slice(V, Vp).copy_from(Tensor::zeros({Vp - V, C}, dt, Device::cpu()));
+    } else {
+        wte_ = wte;
+    }
+    params_ = params;
+    params_["transformer.wte.weight"] = wte_.slice(0, V);
+    wpe_ = params_.at("transformer.wpe.weight");
+    ln_f_w_ = params_.at("transformer.ln_f.weight");
+    ln_f_b_ = params_.at("transformer.ln_f.bias");
+    for (int64_t i = 0; i < config_.n_layer; ++i) {
+        const std::string h = "transformer.h." + std::to_string(i) + ".";
+        auto p = [&](const char* n) { return params_.at(h + n); };
+        layers_.push_back({p("ln_1.weight"), p("ln_1.bias"), p("attn.c_attn.weight"), p("attn.c_attn.bias"),
+                           p("attn.c_proj.weight"), p("attn.c_proj.bias"), p("ln_2.weight"), p("ln_2.bias"),
+                           p("mlp.c_fc.weight"), p("mlp.c_fc.bias"), p("mlp.c_proj.weight"), p("mlp.c_proj.bias")});
+    }
+}
+
+const Tensor& GPTModel::param(const std::string& name) const {
+    auto it = params_.find(name);
+    if (it == params_.end()) throw Error("GPTModel.param: no parameter named " + name);
+    return it->second;
+}
+
+// ------------------------------------------------------------------------------------------------ KVCache
+KVCache::KVCache(int64_t n_layer, int64_t batch, int64_t max_len, int64_t n_head, int64_t head_size, DType dtype,
+                 Device device) {
+    const std::pair<const char*, int64_t> sizes[] = {{"n_layer", n_layer}, {"batch", batch}, {"max_len", max_len},
+                                                     {"n_head", n_head},   {"head_size", head_size}};
+    for (const auto& s : sizes)
+        if (s.second < 1) throw Error(std::string("KVCache: ") + s.first + " must be >= 1, got " +
+                                      std::to_string(s.second));
+    // Rows past a slot's length are never read, so the storage need not be cleared.
+    k_ = Tensor::empty({n_layer, batch, max_len, n_head, head_size}, dtype, device);
+    v_ = Tensor::empty({n_layer, batch, max_len, n_head, head_size}, dtype, device);
+    lengths_ = Tensor::zeros({batch}, DType::int64, Device::cpu());
+}
+
+KVCache KVCache::for_model(const GPTModel& model, int64_t batch, int64_t max_len) {
+    const GPTConfig& c = model.config();
+    if (max_len < 1) max_len = c.block_size;
+    if (max_len > c.block_size)
+        throw Error("KVCache: max_len must be in [1, " + std::to_string(c.block_size) +
+                    "] (the model's block_size), got " + std::to_string(max_len));
+    return KVCache(c.n_layer, batch, max_len, c.n_head, c.head_size(), model.dtype(), model.device());
+}
+
+KVCache::KVCache(Tensor k, Tensor v, Tensor lengths) {
+    if (!k.defined() || !v.defined() || !lengths.defined()) throw Error("KVCache: k, v and lengths are required");
+    if (k.dim() != 5) throw Error("KVCache: k must be (L, B, Tmax, NH, HS), got shape " + k.shape_str());
+    if (v.shape() != k.shape()) throw Error("KVCache: v has shape " + v.shape_str() + " but k has " + k.shape_str());
+    if (v.dtype() != k.dtype() || v.device() != k.device())
+        throw TypeError("KVCache: k and v must have the same dtype and device");
+    if (k.read_only() || v.read_only()) throw Error("KVCache: k and v must be writable");
+    if (lengths.dtype() != DType::int64 || lengths.device() != Device::cpu())
+        throw TypeError("KVCache: lengths must be an int64 CPU tensor");
+    if (lengths.shape() != std::vector<int64_t>{k.size(1)})
+        throw Error("KVCache: lengths must have shape (" + std::to_string(k.size(1)) + ",), got " +
+                    lengths.shape_str());
+    if (lengths.read_only()) throw Error("KVCache: lengths must be writable");
+    if (k.numel() == 0) throw Error("KVCache: k has no elements: " + k.shape_str());
+    k_ = std::move(k);
+    v_ = std::move(v);
+    lengths_ = std::move(lengths);
+}
+
+int64_t KVCache::length(int64_t slot) const {
+    if (slot < 0 || slot >= batch())
+        throw Error("cache slot " + std::to_string(slot) + " out of range [0, " + std::to_string(batch()) + ")");
+    return lengths_.data<int64_t>()[slot];
+}
+
+void KVCache::set_length(int64_t slot, int64_t length) const {
+    this->length(slot);  // range check
+    if (length < 0 || length > max_len())
+        throw Error("KVCache.set_length: " + std::to_string(length) + " not in [0, " + std::to_string(max_len()) +
+                    "]");
+    lengths_.data<int64_t>()[slot] = length;
+}
+
+void KVCache::reset(int64_t slot) const {
+    if (slot < 0) {
+        std::fill(lengths_.data<int64_t>(), lengths_.data<int64_t>() + batch(), int64_t{0});
+    } else {
+        set_length(slot, 0);
+    }
+}
+
+}  // namespace gptx

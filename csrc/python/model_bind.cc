@@ -1,0 +1,107 @@
+// model_bind.cc — gptx/model.h as gptx._core classes and functions (the Python sampler's inference pass).
+#include <pybind11/numpy.h>
+#include <pybind11/stl.h>
+
+#include <climits>
+
+#include "gptx/error.h"
+#include "gptx/model.h"
+#include "python/convert.h"
+
+namespace gptx {
+namespace python {
+
+namespace {
+
+using py::arg;
+using Ids = py::array_t<int64_t, py::array::c_style | py::array::forcecast>;
+
+// Token ids (any integer sequence, flattened) as int32; values outside int32 are reported like any bad id.
+std::vector<int32_t> to_ids(const Ids& a, const char* fn, int64_t V) {
+    std::vector<int32_t> out(static_cast<size_t>(a.size()));
+    const int64_t* p = a.data();
+    for (size_t i = 0; i < out.size(); ++i) {
+        if (p[i] < INT32_MIN || p[i] > INT32_MAX)
+            throw Error(std::string(fn) + ": token id " + std::to_string(p[i]) + " out of range [0, " +
+                        std::to_string(V) + ")");
+        out[i] = static_cast<int32_t>(p[i]);
+    }
+    return out;
+}
+
+}  // namespace
+
+void bind_model(py::module_& m) {
+    py::class_<GPTConfig>(m, "GPTConfig", "GPT-2 architecture sizes (gptx/model.h).")
+        .def(py::init([](int64_t n_layer, int64_t n_head, int64_t n_embd, int64_t block_size, int64_t vocab_size,
+                         float eps) {
+                 GPTConfig c{n_layer, n_head, n_embd, block_size, vocab_size, eps};
+                 c.validate();
+                 return c;
+             }),
+             arg("n_layer"), arg("n_head"), arg("n_embd"), arg("block_size"), arg("vocab_size"),
+             arg("layer_norm_epsilon") = 1e-5f)
+        .def_readonly("n_layer", &GPTConfig::n_layer)
+        .def_readonly("n_head", &GPTConfig::n_head)
+        .def_readonly("n_embd", &GPTConfig::n_embd)
+        .def_readonly("block_size", &GPTConfig::block_size)
+        .def_readonly("vocab_size", &GPTConfig::vocab_size)
+        .def_readonly("layer_norm_epsilon", &GPTConfig::layer_norm_epsilon);
+
+    py::class_<GPTModel>(m, "GPTModel", "GPT parameters by Hugging Face name, held without a copy (gptx/model.h).")
+        .def(py::init([](const GPTConfig& config, py::dict params) {
+                 std::map<std::string, Tensor> ps;
+                 for (auto item : params) {
+                     std::string name = py::str(item.first);
+                     ps[name] = as_tensor(item.second, "GPTModel", name.c_str());
+                 }
+                 return GPTModel(config, ps);
+             }),
+             arg("config"), arg("params"))
+        .def_property_readonly("config", &GPTModel::config)
+        .def_property_readonly("device", [](const GPTModel& g) { return g.device().str(); })
+        .def_property_readonly("dtype", [](const GPTModel& g) { return std::string(dtype_name(g.dtype())); })
+        .def("param", &GPTModel::param, arg("name"));
+
+    py::class_<KVCache>(m, "KVCache", "Keys/values (L, B, Tmax, NH, HS) and per-slot lengths (gptx/model.h).")
+        .def(py::init([](py::object k, py::object v, py::object lengths) {
+                 return KVCache(as_output(k, "KVCache", "k"), as_output(v, "KVCache", "v"),
+                                as_output(lengths, "KVCache", "lengths"));
+             }),
+             arg("k"), arg("v"), arg("lengths"), "Wrap existing arrays (no copy).")
+        .def_static("for_model", &KVCache::for_model, arg("model"), arg("batch"), arg("max_len") = -1)
+        .def_property_readonly("k", &KVCache::k)
+        .def_property_readonly("v", &KVCache::v)
+        .def_property_readonly("lengths", &KVCache::lengths)
+        .def("reset", &KVCache::reset, arg("slot") = -1);
+
+    m.def("model_prefill", [](const GPTModel& model, const KVCache& cache, int64_t slot, const Ids& ids,
+                              bool all_logits) {
+        std::vector<int32_t> v = to_ids(ids, "prefill", model.config().vocab_size);
+        py::gil_scoped_release nogil;
+        return prefill(model, cache, slot, v, all_logits);
+    }, arg("model"), arg("cache"), arg("slot"), arg("ids"), arg("all_logits") = false,
+       "Logits (T or 1, vocab_size) float32 of ids run into cache slot `slot`.");
+
+    m.def("model_decode", [](const GPTModel& model, const KVCache& cache, std::vector<int64_t> slots,
+                             const Ids& tokens) {
+        std::vector<int32_t> v = to_ids(tokens, "decode", model.config().vocab_size);
+        py::gil_scoped_release nogil;
+        return decode(model, cache, slots, v);
+    }, arg("model"), arg("cache"), arg("slots"), arg("tokens"), "Logits (n, vocab_size) float32, one token per slot.");
+
+    m.def("model_generate_greedy", [](const GPTModel& model, const Ids& prompt, int64_t max_new_tokens) {
+        std::vector<int32_t> v = to_ids(prompt, "generate_greedy", model.config().vocab_size);
+        py::gil_scoped_release nogil;
+        return generate_greedy(model, v, max_new_tokens);
+    }, arg("model"), arg("prompt"), arg("max_new_tokens"));
+
+    m.def("load_model", [](const std::string& path, const std::string& dtype, const std::string& device) {
+        return load_model(path, dtype_from_name(dtype), Device::parse(device));
+    }, arg("path"), arg("dtype") = "float32", arg("device") = "cpu",
+       "A GPTModel from a gptx checkpoint or GPT-2 directory (config.json + model.safetensors).");
+    m.def("load_config", &load_config, arg("path"));
+}
+
+}  // namespace python
+}  // namespace gptx

@@ -1,0 +1,123 @@
+"""The C++ model (gptx/model.h through gptx._core): loader, parameter checks, greedy generation = Python's."""
+import json
+
+import numpy as np
+import pytest
+from safetensors.numpy import load_file, save_file
+
+import gptx
+from gptx import _core
+from gptx.inference import _native_model
+from gptx.model import GPT, GPTConfig
+
+CFG = GPTConfig(n_layer=2, n_head=2, n_embd=32, block_size=24, vocab_size=70)
+
+
+@pytest.fixture
+def model():
+    m = GPT(CFG, seed=0)
+    rng = np.random.default_rng(0)  # spread-out logits: argmax is not decided by rounding
+    m.load_state_dict({k: (rng.standard_normal(v.shape) * (1.0 if ".wte" in k or ".wpe" in k else 0.3))
+                       .astype(np.float32) for k, v in m.state_dict().items()})
+    return m
+
+
+def greedy(native, prompt, n):
+    return list(_core.model_generate_greedy(native, np.array(prompt), n))
+
+
+@pytest.mark.parametrize("fmt", ["checkpoint", "run_dir", "pretrained"])
+def test_loaded_model_generates_like_python(model, tmp_path, fmt):
+    if fmt == "pretrained":
+        model.save_pretrained(tmp_path / "hf")
+        path = tmp_path / "hf"
+    else:
+        step = gptx.save_checkpoint(tmp_path / "run", model)
+        path = step if fmt == "checkpoint" else tmp_path / "run"
+    native = _core.load_model(str(path))
+    assert native.config.vocab_size == 70 and native.config.block_size == 24
+    prompt = [5, 9, 1]
+    # 30 new tokens: past block_size 24, both slide over the last 24 tokens.
+    want = model.generate(prompt, 30, temperature=0, sliding_window=True)
+    assert greedy(native, prompt, 30) == want
+    assert greedy(_native_model(model), prompt, 30) == want
+
+
+def test_native_model_sees_in_place_updates(model):
+    native = _native_model(model)
+    assert _native_model(model) is native  # built once
+    before = greedy(native, [1, 2], 5)
+    model.load_state_dict({k: v[::-1].copy() if v.ndim == 2 else v for k, v in model.state_dict().items()})
+    assert _native_model(model) is native
+    assert greedy(native, [1, 2], 5) == model.generate([1, 2], 5, temperature=0) != before
+
+
+def test_parameter_checks_name_the_parameter(model):
+    c = _core.GPTConfig(2, 2, 32, 24, 70)
+    params = dict(model._p.named)
+    missing = {k: v for k, v in params.items() if k != "transformer.h.1.ln_2.bias"}
+    with pytest.raises(ValueError, match=r"missing parameter transformer\.h\.1\.ln_2\.bias"):
+        _core.GPTModel(c, missing)
+    with pytest.raises(ValueError, match="unexpected parameter extra"):
+        _core.GPTModel(c, {**params, "extra": params["transformer.ln_f.bias"]})
+    bad = {**params, "transformer.h.0.attn.c_attn.weight": np.zeros((32, 32), np.float32)}
+    with pytest.raises(ValueError, match=r"transformer\.h\.0\.attn\.c_attn\.weight has shape \(32, 32\), expected "
+                                         r"\(32, 96\)"):
+        _core.GPTModel(c, bad)
+    with pytest.raises(TypeError, match="transformer.wpe.weight"):
+        _core.GPTModel(c, {**params, "transformer.wpe.weight": np.zeros((24, 32), np.int32)})
+    # wte unpadded (70 rows): copied once into a padded table; same tokens as the padded original.
+    native = _core.GPTModel(c, params)
+    assert greedy(native, [3, 4], 6) == model.generate([3, 4], 6, temperature=0)
+
+
+def test_loader_errors_name_the_file(model, tmp_path):
+    step = gptx.save_checkpoint(tmp_path / "run", model)
+    with pytest.raises(ValueError, match="config.json: not found"):
+        _core.load_model(str(tmp_path / "nowhere"))
+    weights = step / "model.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes(data[: len(data) - 100])
+    with pytest.raises(ValueError, match="model.safetensors.*truncated"):
+        _core.load_model(str(step))
+    weights.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all}")
+    with pytest.raises(ValueError, match="model.safetensors: safetensors header: invalid JSON"):
+        _core.load_model(str(step))
+    weights.write_bytes(data)
+    tensors = load_file(str(weights))
+    del tensors["transformer.h.0.mlp.c_fc.bias"]
+    save_file(tensors, str(weights))
+    with pytest.raises(ValueError, match=r"missing tensor transformer\.h\.0\.mlp\.c_fc\.bias"):
+        _core.load_model(str(step))
+    tensors["transformer.h.0.mlp.c_fc.bias"] = np.zeros(5, np.float32)
+    save_file(tensors, str(weights))
+    with pytest.raises(ValueError, match=r"c_fc\.bias has shape \(5,\), expected \(128,\)"):
+        _core.load_model(str(step))
+    (step / "config.json").write_text(json.dumps({"n_layer": 2}))
+    with pytest.raises(ValueError, match="config.json: missing key 'n_positions'"):
+        _core.load_model(str(step))
+    (step / "config.json").write_text("{")
+    with pytest.raises(ValueError, match="config.json: invalid JSON"):
+        _core.load_model(str(step))
+
+
+def test_prefill_decode_argument_errors(model):
+    from gptx.inference import decode, prefill
+    from gptx.kv_cache import KVCache
+
+    cache = KVCache.for_model(model, batch=2, max_len=4)
+    with pytest.raises(ValueError, match=r"cache slot 2 out of range \[0, 2\)"):
+        prefill(model, cache, 2, [1])
+    with pytest.raises(ValueError, match=r"token id 70 out of range \[0, 70\)"):
+        prefill(model, cache, 0, [1, 70])
+    with pytest.raises(ValueError, match="no tokens"):
+        prefill(model, cache, 0, [])
+    prefill(model, cache, 0, [1, 2, 3, 4])
+    with pytest.raises(ValueError, match="a slot is full"):
+        decode(model, cache, [0], [1])
+    with pytest.raises(ValueError, match="one token per distinct slot"):
+        decode(model, cache, [1, 1], [1, 2])
+    assert list(cache.lengths) == [4, 0]  # nothing changed by the rejected calls
+    other = KVCache(n_layer=3, batch=1, n_head=2, max_len=4, head_size=16)
+    with pytest.raises(ValueError, match="does not fit the model"):
+        prefill(model, other, 0, [1])
