@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
-from gptx import ops
+from gptx import _core, _device, ops
 from gptx.activations import Activations
 
 IGNORE_INDEX = -100
@@ -82,21 +82,28 @@ def _short(name: str) -> str:
 
 
 class _FlatStore:
-    """All tensors of one kind (parameters or gradients) as aligned views of one zeroed float32 buffer."""
+    """All tensors of one kind (parameters or gradients) as aligned views of one zeroed buffer.
 
-    def __init__(self, config: GPTConfig):
+    On the CPU the buffer is a float32 numpy array; on CUDA a gptx.Tensor of `dtype` (float32 master weights and
+    gradients, or the bfloat16 copy of the weights that mixed-precision compute reads).
+    """
+
+    def __init__(self, config: GPTConfig, device: str = "cpu", dtype: str = "float32"):
         specs, offset = [], 0
         for name, shape in parameter_shapes(config):
             # wte is stored padded to Vp rows; the named tensor is a view of its first vocab_size rows.
             storage = (config.padded_vocab_size, shape[1]) if name == "transformer.wte.weight" else shape
             specs.append((name, shape, storage, offset))
             offset += -(-math.prod(storage) // _ALIGN) * _ALIGN
-        raw = np.zeros(offset + _ALIGN, dtype=np.float32)
-        start = (-raw.ctypes.data // 4) % _ALIGN
-        self.flat = raw[start:start + offset]
+        if device == "cpu":
+            raw = np.zeros(offset + _ALIGN, dtype=np.float32)
+            start = (-raw.ctypes.data // 4) % _ALIGN
+            self.flat = raw[start:start + offset]
+        else:  # device memory starts 256-byte aligned
+            self.flat = _core.Tensor.zeros([offset], dtype, device)
         self.full, self.named = {}, {}
         for name, shape, storage, off in specs:
-            full = self.flat[off:off + math.prod(storage)].reshape(storage)
+            full = self.flat[off:off + math.prod(storage)].reshape(*storage)
             self.full[name] = full
             self.named[name] = full[: shape[0]] if storage != shape else full
         L = config.n_layer
@@ -109,31 +116,55 @@ class _FlatStore:
         self.lnf_b = self.named["transformer.ln_f.bias"]
 
 
+class _ComputeStore:
+    """The weights mixed-precision compute reads: matrices (>= 2-D) from the bfloat16 copy, biases and layernorm
+    parameters from the float32 master store (the kernels take those in float32)."""
+
+    def __init__(self, master: _FlatStore, low: _FlatStore):
+        self.flat = low.flat
+        pick = lambda name, d: d[name] if len(master.named[name].shape) >= 2 else master.named[name]  # noqa: E731
+        self.named = {n: pick(n, low.named) for n in master.named}
+        self.full = {n: pick(n, low.full) for n in master.full}
+        self.layers = [{k: (low_l[k] if len(m_l[k].shape) >= 2 else m_l[k]) for k in m_l}
+                       for m_l, low_l in zip(master.layers, low.layers)]
+        self.wte, self.wpe = low.wte, low.wpe
+        self.lnf_w, self.lnf_b = master.lnf_w, master.lnf_b
+
+
 class GPT:
     """GPT-2 (learned positions, pre-LayerNorm blocks, causal attention, GELU MLP, LM head tied to wte).
 
     forward() keeps what backward() needs in buffers allocated once per (B, T); backward() adds the gradient of the
     mean loss into `grads`. The logits forward returns are a view of the internal buffer: valid until the next
     forward() or backward() (backward turns them into their gradient in place to save a (B*T, Vp) buffer).
+
+    device="cuda" keeps parameters, gradients and activations on the GPU (gptx.Tensor instead of numpy arrays).
+    dtype="bfloat16" (CUDA only) is mixed precision: float32 master weights, gradients and optimizer state, a
+    bfloat16 copy of the weight matrices refreshed at every forward(), bfloat16 activations, float32 statistics.
+    Checkpoints and state_dict() hold float32 host arrays whatever the device.
     """
 
-    def __init__(self, config: GPTConfig, seed: int = 0):
-        self._allocate(config)
+    def __init__(self, config: GPTConfig, seed: int = 0, device: str = "cpu", dtype: str = "float32"):
+        self._allocate(config, device, dtype)
         self._init_weights(seed)
 
     @classmethod
-    def _uninitialized(cls, config: GPTConfig) -> "GPT":
+    def _uninitialized(cls, config: GPTConfig, device: str = "cpu", dtype: str = "float32") -> "GPT":
         """A model with zeroed parameters, for loaders that overwrite all of them (skips ~1 s of sampling at 124M)."""
         model = cls.__new__(cls)
-        model._allocate(config)
+        model._allocate(config, device, dtype)
         return model
 
-    def _allocate(self, config: GPTConfig) -> None:
+    def _allocate(self, config: GPTConfig, device: str = "cpu", dtype: str = "float32") -> None:
         if not isinstance(config, GPTConfig):
             raise TypeError(f"GPT: config must be a GPTConfig, got {type(config).__name__}")
+        self.device, self.dtype = _device.check(device, dtype, "GPT")
         self.config = config
-        self._p = _FlatStore(config)
-        self._g = _FlatStore(config)
+        self._p = _FlatStore(config, self.device)
+        self._g = _FlatStore(config, self.device)
+        # Mixed precision: the bfloat16 weights compute reads; otherwise compute reads the master weights.
+        self._low = _FlatStore(config, self.device, self.dtype) if self.dtype != "float32" else None
+        self._c = _ComputeStore(self._p, self._low) if self._low is not None else self._p
         self.grads: dict[str, np.ndarray] = self._g.named
         self._acts: Activations | None = None
         self._pending = False  # forward(idx, targets) done, backward() not yet
@@ -144,7 +175,8 @@ class GPT:
         """GPT-2 init: N(0, 0.02); residual projections N(0, 0.02 / sqrt(2 n_layer)); biases 0; layernorm 1, 0."""
         rng = np.random.default_rng(seed)
         proj_std = 0.02 / math.sqrt(2 * self.config.n_layer)
-        for name, a in self._p.named.items():
+        host = self._p if self.device == "cpu" else _FlatStore(self.config)  # same numbers on every device
+        for name, a in host.named.items():
             if name.endswith(".bias"):
                 a.fill(0.0)
             elif ".ln_" in name:
@@ -152,6 +184,14 @@ class GPT:
             else:
                 rng.standard_normal(out=a, dtype=np.float32)
                 a *= np.float32(proj_std if name.endswith("c_proj.weight") else 0.02)
+        if host is not self._p:
+            self._p.flat.copy_(host.flat)
+
+    def _compute_params(self):
+        """The parameters forward passes read: refreshes the bfloat16 copy from the master weights (one cast)."""
+        if self._low is not None:
+            self._low.flat.copy_(self._p.flat)
+        return self._c
 
     def named_parameters(self) -> list[tuple[str, np.ndarray]]:
         return list(self._p.named.items())
@@ -160,13 +200,14 @@ class GPT:
         return list(self._p.named.values())
 
     def num_parameters(self) -> int:
-        return sum(a.size for a in self._p.named.values())
+        return sum(int(a.size) for a in self._p.named.values())
 
     def zero_grad(self) -> None:
-        self._g.flat.fill(0.0)
+        _device.fill(self._g.flat, 0.0)
 
     def state_dict(self) -> dict[str, np.ndarray]:
-        return {name: a.copy() for name, a in self._p.named.items()}
+        """float32 host copies of the parameters (whatever the device)."""
+        return {name: _device.host_copy(a) for name, a in self._p.named.items()}
 
     def load_state_dict(self, sd: dict, strict: bool = True) -> None:
         """Copy sd's arrays into the parameters in place (the optimizer's arrays stay valid)."""
@@ -178,15 +219,18 @@ class GPT:
         for name in params:
             if name in sd:
                 v = np.asarray(sd[name])
-                if v.shape != params[name].shape:
+                if tuple(v.shape) != tuple(params[name].shape):
                     raise ValueError(
-                        f"load_state_dict: {name} has shape {tuple(v.shape)}, expected {params[name].shape}"
+                        f"load_state_dict: {name} has shape {tuple(v.shape)}, expected {tuple(params[name].shape)}"
                     )
                 if not np.issubdtype(v.dtype, np.floating):
                     raise ValueError(f"load_state_dict: {name} has dtype {v.dtype}, expected a float type")
         for name, a in params.items():
             if name in sd:
-                np.copyto(a, np.asarray(sd[name]), casting="same_kind")
+                if _device.is_tensor(a):
+                    _device.put(a, np.asarray(sd[name], dtype=np.float32))
+                else:
+                    np.copyto(a, np.asarray(sd[name]), casting="same_kind")
 
     @classmethod
     def from_pretrained(cls, path) -> "GPT":
@@ -206,7 +250,8 @@ class GPT:
         if self._acts is None or self._acts.shape != (B, T):
             self._acts = None  # free the old set first: peak memory is one set, not two
             c = self.config
-            self._acts = Activations(B, T, c.n_layer, c.n_head, c.n_embd, c.padded_vocab_size)
+            self._acts = Activations(B, T, c.n_layer, c.n_head, c.n_embd, c.padded_vocab_size, self.device,
+                                     self.dtype)
         return self._acts
 
     def _check_ids(self, x, what: str, allow_ignore: bool) -> np.ndarray:
@@ -225,7 +270,11 @@ class GPT:
         return x
 
     def forward(self, idx, targets=None):
-        """idx (B, T) token ids -> (logits (B, T, vocab_size), mean loss over targets != -100, or None)."""
+        """idx (B, T) token ids -> (logits (B, T, vocab_size), mean loss over targets != -100, or None).
+
+        On CUDA the logits are the device buffer itself, (B, T, padded_vocab_size) in the compute dtype: the columns
+        past vocab_size are padding (copy to the host with .to("float32").numpy()[..., :vocab_size]).
+        """
         c = self.config
         idx = self._check_ids(idx, "idx", allow_ignore=False)
         B, T = idx.shape
@@ -237,8 +286,8 @@ class GPT:
                 raise ValueError(f"GPT.forward: targets shape {targets.shape} != idx shape {idx.shape}")
         self._pending = False
         a = self._buffers(B, T)
-        np.copyto(a.idx, idx, casting="unsafe")  # values were range-checked above
-        P, eps = self._p, c.layer_norm_epsilon
+        _device.put(a.idx, idx)  # values were range-checked above
+        P, eps = self._compute_params(), c.layer_norm_epsilon
         ops.embedding_forward(a.idx, P.wte, P.wpe, out=a.encoded)
         for l, p in enumerate(P.layers):
             x = a.layer_input(l)
@@ -257,18 +306,21 @@ class GPT:
         ops.layernorm_forward(a.final(), P.lnf_w, P.lnf_b, eps, out=a.lnf, mean=a.lnf_mean, rstd=a.lnf_rstd)
         # LM head tied to wte: logits (B*T, Vp) = lnf @ wte^T over the padded table.
         ops.matmul_forward(a.lnf.reshape(B * T, c.n_embd), P.wte, trans_b=True, out=a.logits)
-        logits = a.logits[:, : c.vocab_size].reshape(B, T, c.vocab_size)
+        if _device.is_tensor(a.logits):
+            logits = a.logits.reshape(B, T, c.padded_vocab_size)
+        else:
+            logits = a.logits[:, : c.vocab_size].reshape(B, T, c.vocab_size)
         if targets is None:
             return logits, None
-        np.copyto(a.targets, targets, casting="unsafe")
+        _device.put(a.targets, targets)
         tg = a.targets.reshape(B * T)
         ops.cross_entropy_forward(a.logits, tg, V=c.vocab_size, ignore_index=IGNORE_INDEX, losses=a.losses,
                                   lse=a.ce_lse)
-        self._count = int(np.count_nonzero(tg != IGNORE_INDEX))
+        self._count = int(np.count_nonzero(targets != IGNORE_INDEX))
         self._pending = True
         if self._count == 0:  # like torch: the mean of nothing
             return logits, float("nan")
-        return logits, float(np.sum(a.losses, dtype=np.float64) / self._count)
+        return logits, float(np.sum(_device.host(a.losses), dtype=np.float64) / self._count)
 
     # ------------------------------------------------------------------------------------------- backward
     def backward(self) -> None:
@@ -278,12 +330,12 @@ class GPT:
         self._pending = False
         if self._count == 0:
             return  # every target ignored: the gradient is zero
-        c, a, P, G = self.config, self._acts, self._p, self._g
+        c, a, P, G = self.config, self._acts, self._c, self._g
         B, T = a.shape
         BT, C = B * T, c.n_embd
         dres, dx, dqkv, dqkv5 = a.grad_scratch()
         # Loss -> logits: softmax - onehot, scaled by 1/count, written over the logits (no second (BT, Vp) buffer).
-        a.dlosses.fill(1.0 / self._count)
+        _device.fill(a.dlosses, 1.0 / self._count)
         tg = a.targets.reshape(BT)
         ops.cross_entropy_backward(a.logits, a.ce_lse, tg, a.dlosses, V=c.vocab_size, ignore_index=IGNORE_INDEX,
                                    dlogits=a.logits)
@@ -293,7 +345,7 @@ class GPT:
                             accumulate=True)
         ops.matmul_backward(a.logits, lnf2, P.wte, trans_b=True, need_da=True, need_db=False,
                             da=dx.reshape(BT, C))
-        dres.fill(0.0)
+        _device.fill(dres, 0.0)
         ops.layernorm_backward(dx, a.final(), P.lnf_w, a.lnf_mean, a.lnf_rstd, dinp=dres, dweight=G.lnf_w,
                                dbias=G.lnf_b, accumulate=True)
         for l in reversed(range(c.n_layer)):
@@ -350,14 +402,22 @@ class GPT:
     # Pickle / copy.deepcopy: the parameters and gradients are views of two flat buffers, which a member-by-member copy
     # would turn into unrelated arrays; rebuild the views instead (activation buffers are re-made on demand).
     def __getstate__(self) -> dict:
-        return {"config": self.config.to_dict(), "params": self._p.flat, "grads": self._g.flat}
+        return {"config": self.config.to_dict(), "params": _device.host_copy(self._p.flat),
+                "grads": _device.host_copy(self._g.flat), "device": self.device, "dtype": self.dtype}
 
     def __setstate__(self, state: dict) -> None:
-        self._allocate(GPTConfig.from_dict(state["config"]))
-        self._p.flat[:] = state["params"]
-        self._g.flat[:] = state["grads"]
+        self._allocate(GPTConfig.from_dict(state["config"]), state.get("device", "cpu"), state.get("dtype", "float32"))
+        _device.put(self._p.flat, state["params"])
+        _device.put(self._g.flat, state["grads"])
+
+    def to(self, device: str, dtype: str | None = None) -> "GPT":
+        """A copy of this model (parameters only; gradients zero) on another device and/or compute dtype."""
+        other = GPT._uninitialized(self.config, device, self.dtype if dtype is None else dtype)
+        _device.put(other._p.flat, _device.host(self._p.flat))
+        return other
 
     def __repr__(self) -> str:
         c = self.config
+        where = "" if self.device == "cpu" else f", device={self.device!r}, dtype={self.dtype!r}"
         return (f"GPT(n_layer={c.n_layer}, n_head={c.n_head}, n_embd={c.n_embd}, block_size={c.block_size}, "
-                f"vocab_size={c.vocab_size}, parameters={self.num_parameters():,})")
+                f"vocab_size={c.vocab_size}, parameters={self.num_parameters():,}{where})")

@@ -3,7 +3,7 @@ import math
 
 import numpy as np
 
-from gptx import ops
+from gptx import _device, ops
 
 
 def _named(named_params):
@@ -32,12 +32,14 @@ class AdamW:
         for name, p in self.params:
             if name not in grads:
                 raise ValueError(f"AdamW: no gradient for parameter {name!r}")
-            if p.dtype != np.float32 or grads[name].dtype != np.float32:
+            if _device.dtype_name(p) != "float32" or _device.dtype_name(grads[name]) != "float32":
                 raise TypeError(f"AdamW: parameter {name!r} and its gradient must be float32")
-            if grads[name].shape != p.shape:
-                raise ValueError(f"AdamW: gradient of {name!r} has shape {grads[name].shape}, parameter {p.shape}")
-        self.m = {n: np.zeros_like(p) for n, p in self.params}
-        self.v = {n: np.zeros_like(p) for n, p in self.params}
+            if tuple(grads[name].shape) != tuple(p.shape):
+                raise ValueError(f"AdamW: gradient of {name!r} has shape {tuple(grads[name].shape)}, parameter "
+                                 f"{tuple(p.shape)}")
+        # The moments live where the parameters live (host arrays or device tensors).
+        self.m = {n: _device.zeros_like(p) for n, p in self.params}
+        self.v = {n: _device.zeros_like(p) for n, p in self.params}
         self.step_count = 0  # steps taken; the kernel's bias corrections use the 1-based step_count after increment
 
     def step(self, lr=None, grad_scale=1.0):
@@ -48,7 +50,7 @@ class AdamW:
         self.step_count += 1
         b1, b2 = self.betas
         for name, p in self.params:
-            wd = self.weight_decay if p.ndim >= 2 else 0.0
+            wd = self.weight_decay if len(p.shape) >= 2 else 0.0
             ops.adamw_step(p, self.grads[name], self.m[name], self.v[name], lr=lr, beta1=b1, beta2=b2, eps=self.eps,
                            weight_decay=wd, step=self.step_count, grad_scale=grad_scale)
 
@@ -56,9 +58,9 @@ class AdamW:
         return {"lr": self.lr, "betas": list(self.betas), "eps": self.eps, "weight_decay": self.weight_decay}
 
     def state_dict(self):
-        """{'step': int, 'm': {name: array}, 'v': {name: array}} (copies)."""
-        return {"step": self.step_count, "m": {n: a.copy() for n, a in self.m.items()},
-                "v": {n: a.copy() for n, a in self.v.items()}}
+        """{'step': int, 'm': {name: array}, 'v': {name: array}} (float32 host copies, whatever the device)."""
+        return {"step": self.step_count, "m": {n: _device.host_copy(a) for n, a in self.m.items()},
+                "v": {n: _device.host_copy(a) for n, a in self.v.items()}}
 
     def load_state_dict(self, sd):
         for key in ("m", "v"):
@@ -68,9 +70,13 @@ class AdamW:
                 raise ValueError(f"AdamW.load_state_dict: {key} missing {sorted(missing)}, unexpected {sorted(extra)}")
             for n, a in sd[key].items():
                 dst = getattr(self, key)[n]
-                if a.shape != dst.shape:
-                    raise ValueError(f"AdamW.load_state_dict: {key}[{n!r}] has shape {a.shape}, expected {dst.shape}")
-                dst[...] = a  # in place: the arrays keep their identity
+                if tuple(a.shape) != tuple(dst.shape):
+                    raise ValueError(f"AdamW.load_state_dict: {key}[{n!r}] has shape {tuple(a.shape)}, expected "
+                                     f"{tuple(dst.shape)}")
+                if _device.is_tensor(dst):
+                    _device.put(dst, a)
+                else:
+                    dst[...] = a  # in place: the arrays keep their identity
         step = int(sd["step"])
         if step < 0:
             raise ValueError(f"AdamW.load_state_dict: step {step} < 0")
