@@ -19,14 +19,6 @@ namespace {
 constexpr int kThreads = 256;
 constexpr int kMaxPartials = 1024;
 
-template <typename T>
-struct alignas(16) Pack {
-    static constexpr int N = 16 / static_cast<int>(sizeof(T));
-    T v[N];
-};
-
-inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
-
 struct AdamScalars {
     double b1, b2, eps, bc2_sqrt, step_size, decay, grad_scale;
 };

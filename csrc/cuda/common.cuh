@@ -4,6 +4,7 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <cstdint>
 #include <string>
 
 #include "cuda/runtime.h"
@@ -54,6 +55,22 @@ template <>
 __device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float x) { return __float2bfloat16_rn(x); }
 template <>
 __device__ __forceinline__ __half from_float<__half>(float x) { return __float2half_rn(x); }
+
+// 16 bytes of T: the unit of a vectorised load/store (4 floats, 8 bf16/fp16).
+template <typename T>
+struct alignas(16) Pack {
+    static constexpr int N = 16 / static_cast<int>(sizeof(T));
+    T v[N];
+};
+
+inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
+
+// Sum over a warp, the same butterfly order on every lane (deterministic).
+__device__ __forceinline__ float warp_sum(float x) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) x += __shfl_xor_sync(0xffffffffu, x, o);
+    return x;
+}
 
 // Calls f.template operator()<T>() with T the CUDA type of an activation dtype (float, __nv_bfloat16, __half).
 template <typename F>

@@ -20,14 +20,6 @@ namespace {
 
 constexpr int kThreads = 256;
 
-template <typename T>
-struct alignas(16) Pack {
-    static constexpr int N = 16 / static_cast<int>(sizeof(T));
-    T v[N];
-};
-
-inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
-
 // exp(m_part - m_total), 0 for an empty part (m_part == -inf).
 __device__ __forceinline__ float rescale(float m_part, float m_total) {
     return m_part == -INFINITY ? 0.0f : expf(m_part - m_total);

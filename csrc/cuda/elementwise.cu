@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "core/dtype_convert.h"
 #include "cuda/common.cuh"
 #include "cuda/kernels.h"
 
@@ -16,15 +17,6 @@ namespace cuda {
 namespace {
 
 constexpr int kThreads = 256;
-
-// 16 bytes of T: the unit of a vectorised load/store.
-template <typename T>
-struct alignas(16) Pack {
-    static constexpr int N = 16 / static_cast<int>(sizeof(T));
-    T v[N];
-};
-
-inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
 
 // ---------------------------------------------------------------------------------------------------- GELU
 constexpr float kS2Pi = 0.7978845608028654f;  // sqrt(2/pi)
@@ -137,37 +129,6 @@ __global__ void fill_kernel(W* out, int64_t n, W value, uint4 pattern, bool vec)
         tail = nv * N;
     }
     for (int64_t i = tail + start; i < n; i += stride) out[i] = value;
-}
-
-// Host copies of the CPU's conversions (csrc/core/tensor.cc), so fill writes exactly the bits the CPU would.
-uint16_t host_f32_to_bf16(float f) {
-    uint32_t u;
-    std::memcpy(&u, &f, 4);
-    if ((u & 0x7f800000u) == 0x7f800000u && (u & 0x007fffffu)) return static_cast<uint16_t>((u >> 16) | 0x40);
-    u += 0x7fffu + ((u >> 16) & 1u);
-    return static_cast<uint16_t>(u >> 16);
-}
-
-uint16_t host_f32_to_f16(float f) {
-    uint32_t u;
-    std::memcpy(&u, &f, 4);
-    const uint32_t sign = (u >> 16) & 0x8000u;
-    const uint32_t absu = u & 0x7fffffffu;
-    if (absu >= 0x7f800000u) return static_cast<uint16_t>(sign | 0x7c00u | (absu > 0x7f800000u ? 0x200u : 0u));
-    if (absu >= 0x477ff000u) return static_cast<uint16_t>(sign | 0x7c00u);
-    if (absu < 0x38800000u) {
-        if (absu < 0x33000000u) return static_cast<uint16_t>(sign);
-        const uint32_t mant = (absu & 0x007fffffu) | 0x00800000u;
-        const int shift = 126 - static_cast<int>(absu >> 23);
-        uint32_t h = mant >> shift;
-        const uint32_t rem = mant & ((1u << shift) - 1u), half = 1u << (shift - 1);
-        if (rem > half || (rem == half && (h & 1u))) h++;
-        return static_cast<uint16_t>(sign | h);
-    }
-    uint32_t h = ((absu - 0x38000000u) >> 13);
-    const uint32_t rem = absu & 0x1fffu;
-    if (rem > 0x1000u || (rem == 0x1000u && (h & 1u))) h++;
-    return static_cast<uint16_t>(sign | h);
 }
 
 template <typename W>
@@ -287,34 +248,25 @@ void add_forward(void* out, const void* a, const void* b, DType dtype, int64_t n
     });
 }
 
+namespace {
+template <typename W>
+void fill_with(void* out, int64_t n, const unsigned char* bytes) {
+    W w;
+    std::memcpy(&w, bytes, sizeof(W));
+    launch_fill<W>(out, n, w);
+}
+}  // namespace
+
 void fill(void* out, DType dtype, int64_t n, double value) {
     if (n <= 0) return;
-    switch (dtype) {
-        case DType::float32: {
-            const float f = static_cast<float>(value);
-            uint32_t w;
-            std::memcpy(&w, &f, 4);
-            launch_fill<uint32_t>(out, n, w);
-            return;
-        }
-        case DType::bfloat16: launch_fill<uint16_t>(out, n, host_f32_to_bf16(static_cast<float>(value))); return;
-        case DType::float16: launch_fill<uint16_t>(out, n, host_f32_to_f16(static_cast<float>(value))); return;
-        case DType::int32: {
-            const int32_t v = static_cast<int32_t>(value);
-            uint32_t w;
-            std::memcpy(&w, &v, 4);
-            launch_fill<uint32_t>(out, n, w);
-            return;
-        }
-        case DType::int64: {
-            const int64_t v = static_cast<int64_t>(value);
-            unsigned long long w;
-            std::memcpy(&w, &v, 8);
-            launch_fill<unsigned long long>(out, n, w);
-            return;
-        }
-        case DType::uint16: launch_fill<uint16_t>(out, n, static_cast<uint16_t>(value)); return;
-        case DType::uint8: launch_fill<uint8_t>(out, n, static_cast<uint8_t>(value)); return;
+    // The element's bytes come from the CPU's conversion, so a fill writes exactly the bits the CPU's fill would.
+    unsigned char bytes[8] = {0};
+    detail::store_element(bytes, dtype, 0, value);
+    switch (dtype_size(dtype)) {
+        case 1: fill_with<uint8_t>(out, n, bytes); return;
+        case 2: fill_with<uint16_t>(out, n, bytes); return;
+        case 4: fill_with<uint32_t>(out, n, bytes); return;
+        case 8: fill_with<unsigned long long>(out, n, bytes); return;
     }
     throw TypeError(std::string("fill: unsupported dtype ") + dtype_name(dtype));
 }

@@ -23,14 +23,6 @@ constexpr int kThreads = 256;
 constexpr int kBuckets = 1024;
 
 template <typename T>
-struct alignas(16) Pack {
-    static constexpr int N = 16 / static_cast<int>(sizeof(T));
-    T v[N];
-};
-
-inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
-
-template <typename T>
 __global__ void embedding_forward_kernel(T* __restrict__ out, const int32_t* __restrict__ idx,
                                          const T* __restrict__ wte, const T* __restrict__ wpe, int64_t BT, int64_t T_,
                                          int64_t C, int64_t pos_offset, bool vec) {

@@ -20,20 +20,6 @@ constexpr int kThreads = 256;
 constexpr int kWarps = kThreads / 32;
 
 template <typename T>
-struct alignas(16) Pack {
-    static constexpr int N = 16 / static_cast<int>(sizeof(T));
-    T v[N];
-};
-
-inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
-
-__device__ __forceinline__ float warp_sum(float v) {
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
-}
-
-template <typename T>
 __global__ void layernorm_forward_kernel(T* out, float* __restrict__ mean, float* __restrict__ rstd,
                                          const T* inp, const float* __restrict__ weight,
                                          const float* __restrict__ bias, int64_t N, int64_t C, float eps,

@@ -27,11 +27,6 @@ __device__ __forceinline__ float warp_max(float x) {
     for (int o = 16; o > 0; o >>= 1) x = nanmax(x, __shfl_xor_sync(0xffffffffu, x, o));
     return x;
 }
-__device__ __forceinline__ float warp_sum(float x) {
-    for (int o = 16; o > 0; o >>= 1) x += __shfl_xor_sync(0xffffffffu, x, o);
-    return x;
-}
-
 // Reduction over the row's group: a warp (GROUP == 32) or the whole block (GROUP == blockDim.x). The block
 // version ends with a barrier, so the scratch can be reused by the next call.
 template <int GROUP, bool MAX>
