@@ -11,6 +11,22 @@ namespace gptx {
 
 using detail::Check;
 
+namespace {
+// The kernel interfaces' hyperparameter structs (cpu:: and cuda::) have the same fields as AdamWOptions.
+template <typename Params>
+Params hyperparameters(const AdamWOptions& o) {
+    Params hp;
+    hp.lr = o.lr;
+    hp.beta1 = o.beta1;
+    hp.beta2 = o.beta2;
+    hp.eps = o.eps;
+    hp.weight_decay = o.weight_decay;
+    hp.step = o.step;
+    hp.grad_scale = o.grad_scale;
+    return hp;
+}
+}  // namespace
+
 void adamw_step(const Tensor& param, const Tensor& grad, const Tensor& m, const Tensor& v, const AdamWOptions& o) {
     const Check c("adamw_step");
     c.f32(param, "param");
@@ -38,28 +54,13 @@ void adamw_step(const Tensor& param, const Tensor& grad, const Tensor& m, const 
     if (!std::isfinite(o.grad_scale)) c.fail("grad_scale", "must be finite");
     if (param.numel() == 0) return;
     if (c.on_cuda()) {
-        cuda::AdamWParams hp;
-        hp.lr = o.lr;
-        hp.beta1 = o.beta1;
-        hp.beta2 = o.beta2;
-        hp.eps = o.eps;
-        hp.weight_decay = o.weight_decay;
-        hp.step = o.step;
-        hp.grad_scale = o.grad_scale;
         cuda::DeviceGuard guard(c.device().index);
-        cuda::adamw_step(param.data<float>(), grad.data<float>(), m.data<float>(), v.data<float>(), param.numel(), hp);
+        cuda::adamw_step(param.data<float>(), grad.data<float>(), m.data<float>(), v.data<float>(), param.numel(),
+                         hyperparameters<cuda::AdamWParams>(o));
         return;
     }
-    cpu::AdamWParams hp;
-    hp.lr = o.lr;
-    hp.beta1 = o.beta1;
-    hp.beta2 = o.beta2;
-    hp.eps = o.eps;
-    hp.weight_decay = o.weight_decay;
-    hp.step = o.step;
-    hp.grad_scale = o.grad_scale;
     cpu::active().adamw_step(param.data<float>(), grad.data<float>(), m.data<float>(), v.data<float>(),
-                             param.numel(), hp);
+                             param.numel(), hyperparameters<cpu::AdamWParams>(o));
 }
 
 double global_norm(const std::vector<Tensor>& tensors) {
