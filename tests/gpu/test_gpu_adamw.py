@@ -5,6 +5,7 @@ import pytest
 import gptx
 from conftest import randn
 from gptx import ops
+from gpu_util import dev, host
 from reference import adamw, f64
 from tolerances import assert_close
 
@@ -12,15 +13,6 @@ pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not gptx.cuda.is_available(), 
 
 SIZES = [1, 3, 17, 97, 1003, 40000, 1 << 20]
 HP = dict(lr=1e-2, beta1=0.9, beta2=0.95, eps=1e-8, weight_decay=0.1)
-
-
-def dev(x, dtype="float32"):
-    t = gptx.Tensor(np.ascontiguousarray(x)).to("cuda")
-    return t if dtype == "float32" else t.to(dtype)
-
-
-def host(t):
-    return np.asarray(t.to("float32").to("cpu").numpy(), dtype=np.float64)
 
 
 @pytest.mark.parametrize("n", SIZES)

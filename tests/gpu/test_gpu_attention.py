@@ -12,6 +12,7 @@ pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not gptx.cuda.is_available(), 
 
 from conftest import randn  # noqa: E402
 from gptx import ops  # noqa: E402
+from gpu_util import dev_and_values, host, poison  # noqa: E402
 from reference import attention, attention_backward, f64  # noqa: E402
 from tolerances import assert_close  # noqa: E402
 
@@ -49,46 +50,28 @@ def tol_scale(Tk, HS):
     return np.sqrt(Tk + HS)
 
 
-def to_dev(x, dtype):
-    """A CUDA tensor of `dtype` from a float32 array, and the float32 array of its (rounded) values."""
-    t = gptx.Tensor(np.ascontiguousarray(x, dtype=np.float32)).to("cuda")
-    if dtype != "float32":
-        t = t.to(dtype)
-    return t, host(t)
-
-
-def host(t):
-    return np.asarray(t.to("float32").to("cpu").numpy(), dtype=np.float32)
-
-
-def poisoned_dev(shape, dtype):
-    t = gptx.Tensor.empty(tuple(shape), dtype, "cuda")
-    t.fill_(float("nan"))
-    return t
-
-
 def check_separate(rng, case, causal, dtype, scale=0.0, accumulate=False):
     B, Tq, Tcap, kv_len, NH, HS = case
-    q, qh = to_dev(randn(rng, B, Tq, NH, HS), dtype)
-    k, kh = to_dev(randn(rng, B, Tcap, NH, HS), dtype)
-    v, vh = to_dev(randn(rng, B, Tcap, NH, HS), dtype)
+    q, qh = dev_and_values(randn(rng, B, Tq, NH, HS), dtype)
+    k, kh = dev_and_values(randn(rng, B, Tcap, NH, HS), dtype)
+    v, vh = dev_and_values(randn(rng, B, Tcap, NH, HS), dtype)
     Tk = Tcap if kv_len < 0 else kv_len
     ku, vu = kh[:, :Tk], vh[:, :Tk]
     ref_scale = None if scale <= 0 else scale
     what = f"cuda attention separate {sep_id(case)} causal={causal} {dtype}"
 
-    out, lse = poisoned_dev((B, Tq, NH, HS), dtype), poisoned_dev((B, NH, Tq), "float32")
+    out, lse = poison((B, Tq, NH, HS), dtype), poison((B, NH, Tq), "float32")
     ops.attention_forward(q, k, v, causal=causal, scale=scale, kv_len=kv_len, out=out, lse=lse)
     eout, else_, _ = attention(qh, ku, vu, causal, ref_scale)
     s = tol_scale(Tk, HS)
     assert_close(host(out), eout, backend="cuda", dtype=dtype, scale=s, what=what + " out")
     assert_close(host(lse), else_, backend="cuda", dtype=dtype, scale=s, what=what + " lse")
 
-    dout, douth = to_dev(randn(rng, B, Tq, NH, HS), dtype)
+    dout, douth = dev_and_values(randn(rng, B, Tq, NH, HS), dtype)
     if accumulate:
-        (dq, pq), (dk, pk), (dv, pv) = (to_dev(randn(rng, *x.shape), dtype) for x in (qh, kh, vh))
+        (dq, pq), (dk, pk), (dv, pv) = (dev_and_values(randn(rng, *x.shape), dtype) for x in (qh, kh, vh))
     else:
-        dq, dk, dv = (poisoned_dev(x.shape, dtype) for x in (qh, kh, vh))
+        dq, dk, dv = (poison(x.shape, dtype) for x in (qh, kh, vh))
         pq, pk, pv = (np.full(x.shape, np.nan, np.float32) for x in (qh, kh, vh))
     ops.attention_backward(dout, q, k, v, out, lse, causal=causal, scale=scale, kv_len=kv_len, dq=dq, dk=dk, dv=dv,
                            accumulate=accumulate)
@@ -108,24 +91,24 @@ def check_separate(rng, case, causal, dtype, scale=0.0, accumulate=False):
 
 def check_packed(rng, case, causal, dtype, scale=0.0, accumulate=False):
     B, T, NH, HS = case
-    qkv, qkvh = to_dev(randn(rng, B, T, 3, NH, HS), dtype)
+    qkv, qkvh = dev_and_values(randn(rng, B, T, 3, NH, HS), dtype)
     q, k, v = qkvh[:, :, 0], qkvh[:, :, 1], qkvh[:, :, 2]
     ref_scale = None if scale <= 0 else scale
     what = f"cuda attention packed {packed_id(case)} causal={causal} {dtype}"
 
-    out, lse = poisoned_dev((B, T, NH, HS), dtype), poisoned_dev((B, NH, T), "float32")
+    out, lse = poison((B, T, NH, HS), dtype), poison((B, NH, T), "float32")
     ops.attention_forward(qkv, causal=causal, scale=scale, out=out, lse=lse)
     eout, else_, _ = attention(q, k, v, causal, ref_scale)
     s = tol_scale(T, HS)
     assert_close(host(out), eout, backend="cuda", dtype=dtype, scale=s, what=what + " out")
     assert_close(host(lse), else_, backend="cuda", dtype=dtype, scale=s, what=what + " lse")
 
-    dout, douth = to_dev(randn(rng, B, T, NH, HS), dtype)
+    dout, douth = dev_and_values(randn(rng, B, T, NH, HS), dtype)
     if accumulate:
-        dqkv, prev = to_dev(randn(rng, *qkvh.shape), dtype)
+        dqkv, prev = dev_and_values(randn(rng, *qkvh.shape), dtype)
         prev = f64(prev)
     else:
-        dqkv, prev = poisoned_dev(qkvh.shape, dtype), 0.0
+        dqkv, prev = poison(qkvh.shape, dtype), 0.0
     ops.attention_backward(dout, qkv, None, None, out, lse, causal=causal, scale=scale, dq=dqkv,
                            accumulate=accumulate)
     edq, edk, edv = attention_backward(douth, q, k, v, causal, ref_scale)
@@ -181,8 +164,8 @@ def test_large_logits(rng, Tq, Tk, causal):
     k[..., 0] = 40.0
     v = randn(rng, B, Tk, NH, HS)
     what = f"cuda attention large logits Tq={Tq} Tk={Tk} causal={causal}"
-    (qd, _), (kd, _), (vd, _) = (to_dev(x, "float32") for x in (q, k, v))
-    out, lse = poisoned_dev((B, Tq, NH, HS), "float32"), poisoned_dev((B, NH, Tq), "float32")
+    (qd, _), (kd, _), (vd, _) = (dev_and_values(x, "float32") for x in (q, k, v))
+    out, lse = poison((B, Tq, NH, HS), "float32"), poison((B, NH, Tq), "float32")
     ops.attention_forward(qd, kd, vd, causal=causal, out=out, lse=lse)
     eout, else_, _ = attention(q, k, v, causal)
     o, l = host(out), host(lse)
@@ -190,8 +173,8 @@ def test_large_logits(rng, Tq, Tk, causal):
     assert_close(o, eout, backend="cuda", scale=tol_scale(Tk, HS), what=what + " out")
     assert_close(l, else_, backend="cuda", scale=tol_scale(Tk, HS), what=what + " lse")
     dout = randn(rng, B, Tq, NH, HS)
-    doutd, _ = to_dev(dout, "float32")
-    dq, dk, dv = (poisoned_dev(x.shape, "float32") for x in (q, k, v))
+    doutd, _ = dev_and_values(dout, "float32")
+    dq, dk, dv = (poison(x.shape, "float32") for x in (q, k, v))
     ops.attention_backward(doutd, qd, kd, vd, out, lse, causal=causal, dq=dq, dk=dk, dv=dv)
     for name, got, exp in zip(("dq", "dk", "dv"), (dq, dk, dv), attention_backward(dout, q, k, v, causal)):
         got = host(got)
@@ -205,8 +188,8 @@ def test_large_logits(rng, Tq, Tk, causal):
 def test_deterministic_rerun(rng, dtype, HS):
     """No float atomics: two backward runs give identical bits."""
     B, T, NH = 2, 150, 3
-    qkv, _ = to_dev(randn(rng, B, T, 3, NH, HS), dtype)
-    dout, _ = to_dev(randn(rng, B, T, NH, HS), dtype)
+    qkv, _ = dev_and_values(randn(rng, B, T, 3, NH, HS), dtype)
+    dout, _ = dev_and_values(randn(rng, B, T, NH, HS), dtype)
     out, lse = ops.attention_forward(qkv, causal=True)
     runs = []
     for _ in range(2):
@@ -218,7 +201,7 @@ def test_deterministic_rerun(rng, dtype, HS):
 def test_float16_or_type_error(rng):
     """float16 is optional for attention: it either matches the reference or raises TypeError."""
     B, T, NH, HS = 1, 33, 2, 64
-    qkv, qkvh = to_dev(randn(rng, B, T, 3, NH, HS), "float16")
+    qkv, qkvh = dev_and_values(randn(rng, B, T, 3, NH, HS), "float16")
     try:
         out, lse = ops.attention_forward(qkv, causal=True)
     except TypeError:

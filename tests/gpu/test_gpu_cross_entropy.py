@@ -5,6 +5,7 @@ import pytest
 import gptx
 from conftest import randn
 from gptx import ops
+from gpu_util import dev, host, poison
 from reference import cross_entropy, cross_entropy_backward, f64
 from tolerances import assert_close
 
@@ -17,21 +18,6 @@ CASES = [((1,), 1, 1), ((3,), 17, 17), ((2, 5), 101, 128), ((7,), 97, 97), ((2, 
 
 def case_id(c):
     return f"{c[0]}-V{c[1]}-Vp{c[2]}"
-
-
-def dev(x, dtype="float32"):
-    t = gptx.Tensor(np.ascontiguousarray(x)).to("cuda")
-    return t if dtype == "float32" else t.to(dtype)
-
-
-def host(t):
-    return np.asarray(t.to("float32").to("cpu").numpy(), dtype=np.float64)
-
-
-def poison(shape, dtype="float32"):
-    t = gptx.Tensor.empty(list(shape), dtype, "cuda")
-    t.fill_(float("nan"))
-    return t
 
 
 def make(rng, rows, V, Vp, ignore_index=-100, offset=0.0):

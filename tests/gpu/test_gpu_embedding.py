@@ -5,6 +5,7 @@ import pytest
 import gptx
 from conftest import randn
 from gptx import ops
+from gpu_util import dev, host, poison
 from reference import embedding, embedding_backward, f64
 from tolerances import assert_close
 
@@ -25,21 +26,6 @@ CASES = [
 
 def case_id(c):
     return "B{}-T{}-C{}-V{}-maxT{}-off{}".format(*c)
-
-
-def dev(x, dtype="float32"):
-    t = gptx.Tensor(np.ascontiguousarray(x)).to("cuda")
-    return t if dtype == "float32" else t.to(dtype)
-
-
-def host(t):
-    return np.asarray(t.to("float32").to("cpu").numpy(), dtype=np.float64)
-
-
-def poison(shape, dtype="float32"):
-    t = gptx.Tensor.empty(list(shape), dtype, "cuda")
-    t.fill_(float("nan"))
-    return t
 
 
 def make(rng, case):

@@ -5,6 +5,7 @@ import pytest
 import gptx
 from conftest import randn
 from gptx import ops
+from gpu_util import dev, host, poison
 from reference import f64, layernorm, layernorm_backward
 from tolerances import assert_close
 
@@ -14,21 +15,6 @@ DTYPES = ["float32", "bfloat16"]
 # (leading shape, C): size 1, odd C (scalar path), C a multiple of 8 (16-byte packs), many rows, large C
 SHAPES = [((1,), 1), ((3,), 17), ((2, 5), 97), ((197,), 173), ((64,), 768), ((4, 33), 1024), ((3,), 4099)]
 IDS = [f"{lead}x{C}" for lead, C in SHAPES]
-
-
-def dev(x, dtype="float32"):
-    t = gptx.Tensor(np.ascontiguousarray(x)).to("cuda")
-    return t if dtype == "float32" else t.to(dtype)
-
-
-def host(t):
-    return np.asarray(t.to("float32").to("cpu").numpy(), dtype=np.float64)
-
-
-def poison(shape, dtype="float32"):
-    t = gptx.Tensor.empty(list(shape), dtype, "cuda")
-    t.fill_(float("nan"))
-    return t
 
 
 def inputs(rng, lead, C, dtype, offset=0.0):

@@ -10,6 +10,7 @@ import pytest
 import gptx
 from conftest import randn
 from gptx import ops
+from gpu_util import dev, host, poison
 from reference import f64, matmul
 from tolerances import assert_close
 
@@ -23,23 +24,6 @@ SHAPES = [(1, 1, 1), (3, 17, 1), (1, 97, 17), (17, 3, 97), (97, 17, 3), (3, 257,
           (16, 768, 129), (129, 64, 136)]
 BIG = (1031, 72, 2100)
 DTYPES = ["float32", "bfloat16", "float16"]
-
-
-def dev(x, dtype="float32"):
-    """A CUDA tensor of `dtype` holding x (rounded once to dtype)."""
-    t = gptx.Tensor(np.ascontiguousarray(x, dtype=np.float32)).to("cuda")
-    return t if dtype == "float32" else t.to(dtype)
-
-
-def host(t):
-    """float32 NumPy copy of a CUDA tensor."""
-    return np.asarray(t.to("float32").numpy(), dtype=np.float32)
-
-
-def poisoned(shape, dtype="float32"):
-    t = gptx.Tensor.empty(tuple(shape), dtype, "cuda")
-    t.fill_(float("nan"))
-    return t
 
 
 def operands(rng, M, K, N, trans_a, trans_b, dtype, batch=(), shared_b=True):
@@ -82,7 +66,7 @@ def test_forward(rng, shape, dtype):
         bias = randn(rng, N) if with_bias else None
         # 16-bit inputs: float32 out for two of the forms, the input dtype for the other two.
         out_dtype = "float32" if dtype == "float32" or i < 2 else dtype
-        out = poisoned((M, N), out_dtype)
+        out = poison((M, N), out_dtype)
         r = ops.matmul_forward(a, b, dev(bias) if with_bias else None, trans_a=trans_a, trans_b=trans_b, out=out)
         check(out, matmul(ra, rb, bias, trans_a, trans_b), dtype, np.sqrt(K),
               f"cuda matmul_forward {shape} {dtype}->{out_dtype} {tag(trans_a, trans_b)} bias={with_bias}")
@@ -113,7 +97,7 @@ def test_forward_batched(rng, shared_b, dtype):
         a, b, ra, rb = operands(rng, M, K, N, trans_a, trans_b, dtype, batch, shared_b)
         bias = randn(rng, N)
         out_dtype = "float32" if dtype == "float32" or i % 2 == 0 else dtype
-        out = poisoned((*batch, M, N), out_dtype)
+        out = poison((*batch, M, N), out_dtype)
         ops.matmul_forward(a, b, dev(bias), trans_a=trans_a, trans_b=trans_b, out=out)
         check(out, matmul(ra, rb, bias, trans_a, trans_b), dtype, np.sqrt(K),
               f"cuda matmul_forward batched shared_b={shared_b} {dtype}->{out_dtype} {tag(trans_a, trans_b)}")
@@ -134,10 +118,10 @@ def test_forward_k0(rng, dtype):
     M, N = 5, 7
     a, b = dev(np.zeros((M, 0), np.float32), dtype), dev(np.zeros((0, N), np.float32), dtype)
     bias = randn(rng, N)
-    out = poisoned((M, N))
+    out = poison((M, N))
     ops.matmul_forward(a, b, dev(bias), out=out)
     check(out, np.broadcast_to(f64(bias), (M, N)), dtype, 1.0, f"cuda matmul_forward K=0 bias {dtype}")
-    out = poisoned((M, N))
+    out = poison((M, N))
     ops.matmul_forward(a, b, out=out)
     check(out, np.zeros((M, N)), dtype, 1.0, f"cuda matmul_forward K=0 {dtype}")
     prev = randn(rng, M, N)
@@ -154,7 +138,7 @@ def test_backward(rng, shape, dtype):
     for trans_a, trans_b in TRANS:
         a, b, ra, rb = operands(rng, M, K, N, trans_a, trans_b, dtype)
         dout = dev(randn(rng, M, N), dtype)
-        da, db, dbias = poisoned(tuple(a.shape), dtype), poisoned(tuple(b.shape), dtype), poisoned((N,))
+        da, db, dbias = poison(tuple(a.shape), dtype), poison(tuple(b.shape), dtype), poison((N,))
         r = ops.matmul_backward(dout, a, b, trans_a=trans_a, trans_b=trans_b, need_dbias=True, da=da, db=db,
                                 dbias=dbias)
         eda, edb, edbias = ref_grads(host(dout), ra, rb, trans_a, trans_b)
@@ -174,7 +158,7 @@ def test_backward_batched(rng, shared_b, dtype):
     for trans_a, trans_b in TRANS:
         a, b, ra, rb = operands(rng, M, K, N, trans_a, trans_b, dtype, batch, shared_b)
         dout = dev(randn(rng, *batch, M, N), dtype)
-        da, db, dbias = poisoned(tuple(a.shape), dtype), poisoned(tuple(b.shape), dtype), poisoned((N,))
+        da, db, dbias = poison(tuple(a.shape), dtype), poison(tuple(b.shape), dtype), poison((N,))
         ops.matmul_backward(dout, a, b, trans_a=trans_a, trans_b=trans_b, need_dbias=True, da=da, db=db, dbias=dbias)
         eda, edb, edbias = ref_grads(host(dout), ra, rb, trans_a, trans_b)
         what = f"cuda matmul_backward batched shared_b={shared_b} {dtype} {tag(trans_a, trans_b)}"
@@ -210,7 +194,7 @@ def test_bias_backward(rng, shape, dtype):
     dout = dev(randn(rng, *shape), dtype)
     rows = int(np.prod(shape[:-1]))
     expected = f64(host(dout)).reshape(-1, shape[-1]).sum(axis=0)
-    dbias = poisoned((shape[-1],))
+    dbias = poison((shape[-1],))
     ops.bias_backward(dout, dbias=dbias)
     # dbias is float32 and summed in float32: the float32 tolerance applies whatever dout's dtype.
     check(dbias, expected, "float32", np.sqrt(rows), f"cuda bias_backward {shape} {dtype}")

@@ -9,6 +9,7 @@ pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not gptx.cuda.is_available(), 
 
 from conftest import randn  # noqa: E402
 from gptx import ops  # noqa: E402
+from gpu_util import dev_and_values, host, poison  # noqa: E402
 from reference import causal_mask, softmax, softmax_backward  # noqa: E402
 from tolerances import assert_close  # noqa: E402
 
@@ -22,29 +23,12 @@ CASES = [
 CASE_IDS = [f"{'causal' if c else 'full'}-{s}" for s, c in CASES]
 
 
-def to_dev(x, dtype):
-    t = gptx.Tensor(np.ascontiguousarray(x, dtype=np.float32)).to("cuda")
-    if dtype != "float32":
-        t = t.to(dtype)
-    return t, host(t)
-
-
-def host(t):
-    return np.asarray(t.to("float32").to("cpu").numpy(), dtype=np.float32)
-
-
-def poisoned_dev(shape, dtype):
-    t = gptx.Tensor.empty(tuple(shape), dtype, "cuda")
-    t.fill_(float("nan"))
-    return t
-
-
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape,causal", CASES, ids=CASE_IDS)
 @pytest.mark.parametrize("scale", [1.0, 0.37])
 def test_forward(rng, shape, causal, scale, dtype):
-    x, xh = to_dev(randn(rng, *shape, scale=2.0), dtype)
-    out = poisoned_dev(shape, dtype)
+    x, xh = dev_and_values(randn(rng, *shape, scale=2.0), dtype)
+    out = poison(shape, dtype)
     ops.softmax_forward(x, scale=scale, causal=causal, out=out)
     got = host(out)
     assert_close(got, softmax(xh, scale, causal), backend="cuda", dtype=dtype,
@@ -60,8 +44,8 @@ def test_forward_large_logits(rng, causal, dtype):
     sign = np.where(rng.random((4, 13, 1)) < 0.5, -1.0, 1.0)
     x = (1e4 * sign + 3.0 * rng.standard_normal(shape)).astype(np.float32)
     x[0, 0, ::2] *= -1
-    xd, xh = to_dev(x, dtype)
-    out = poisoned_dev(shape, dtype)
+    xd, xh = dev_and_values(x, dtype)
+    out = poison(shape, dtype)
     ops.softmax_forward(xd, scale=1.0, causal=causal, out=out)
     got = host(out)
     assert np.isfinite(got).all()
@@ -77,8 +61,8 @@ def test_forward_all_neg_inf_row(rng, causal, dtype, L):
     x = randn(rng, 2, Tq, L)
     x[0, 1, :] = -np.inf
     x[1, 3, : 3 + (L - Tq) + 1] = -np.inf  # every kept entry of this row
-    xd, xh = to_dev(x, dtype)
-    out = poisoned_dev(x.shape, dtype)
+    xd, xh = dev_and_values(x, dtype)
+    out = poison(x.shape, dtype)
     ops.softmax_forward(xd, causal=causal, out=out)
     got = host(out)
     assert (got[0, 1] == 0).all()
@@ -91,7 +75,7 @@ def test_forward_all_neg_inf_row(rng, causal, dtype, L):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("L", [97, 50304])
 def test_forward_in_place(rng, dtype, L):
-    x, xh = to_dev(randn(rng, 7, L), dtype)
+    x, xh = dev_and_values(randn(rng, 7, L), dtype)
     expected = softmax(xh, 0.5)
     ops.softmax_forward(x, scale=0.5, out=x)
     assert_close(host(x), expected, backend="cuda", dtype=dtype, what=f"cuda softmax_forward in place L={L}")
@@ -101,9 +85,9 @@ def test_forward_in_place(rng, dtype, L):
 @pytest.mark.parametrize("shape,causal", CASES, ids=CASE_IDS)
 def test_backward(rng, shape, causal, dtype):
     scale = 0.37
-    out, outh = to_dev(softmax(randn(rng, *shape), scale, causal), dtype)
-    dout, douth = to_dev(randn(rng, *shape), dtype)
-    dinp = poisoned_dev(shape, dtype)
+    out, outh = dev_and_values(softmax(randn(rng, *shape), scale, causal), dtype)
+    dout, douth = dev_and_values(randn(rng, *shape), dtype)
+    dinp = poison(shape, dtype)
     ops.softmax_backward(dout, out, scale=scale, dinp=dinp)
     assert_close(host(dinp), softmax_backward(douth, outh, scale), backend="cuda", dtype=dtype,
                  scale=np.sqrt(shape[-1]), what=f"cuda softmax_backward {shape} causal={causal} {dtype}")
@@ -112,8 +96,8 @@ def test_backward(rng, shape, causal, dtype):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("L", [33, 50304])
 def test_backward_in_place(rng, dtype, L):
-    out, outh = to_dev(softmax(randn(rng, 5, L)), dtype)
-    dout, douth = to_dev(randn(rng, 5, L), dtype)
+    out, outh = dev_and_values(softmax(randn(rng, 5, L)), dtype)
+    dout, douth = dev_and_values(randn(rng, 5, L), dtype)
     expected = softmax_backward(douth, outh, 2.0)
     ops.softmax_backward(dout, out, scale=2.0, dinp=dout)
     assert_close(host(dout), expected, backend="cuda", dtype=dtype, scale=np.sqrt(L),
@@ -121,8 +105,8 @@ def test_backward_in_place(rng, dtype, L):
 
 
 def test_deterministic_rerun(rng):
-    x, _ = to_dev(randn(rng, 2, 37, 1001), "float32")
-    dout, _ = to_dev(randn(rng, 2, 37, 1001), "float32")
+    x, _ = dev_and_values(randn(rng, 2, 37, 1001), "float32")
+    dout, _ = dev_and_values(randn(rng, 2, 37, 1001), "float32")
     runs = []
     for _ in range(2):
         out = ops.softmax_forward(x, scale=0.3, causal=True)
