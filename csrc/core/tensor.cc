@@ -180,6 +180,30 @@ Tensor Tensor::clone() const {
     return t;
 }
 
+void Tensor::copy_columns_from(const Tensor& src, int64_t first_column) const {
+    if (!defined() || !src.defined() || dim() < 1 || src.dim() < 1)
+        throw Error("Tensor.copy_columns_from: both tensors must be defined with at least one dimension");
+    if (read_only_) throw Error("Tensor.copy_columns_from: the destination is read-only");
+    if (src.dtype_ != dtype_)
+        throw TypeError(std::string("Tensor.copy_columns_from: dtype ") + dtype_name(src.dtype_) + " != " +
+                        dtype_name(dtype_));
+    const int64_t W = shape_.back(), S = src.shape_.back();
+    const int64_t rows = W ? numel() / W : 0, src_rows = S ? src.numel() / S : 0;
+    if (first_column < 0 || first_column > S - W || (W && rows != src_rows))
+        throw Error("Tensor.copy_columns_from: columns [" + std::to_string(first_column) + ", " +
+                    std::to_string(first_column + W) + ") of " + src.shape_str() + " do not fit " + shape_str());
+    if (rows == 0 || W == 0) return;
+    const size_t es = dtype_size(dtype_), width = static_cast<size_t>(W) * es, spitch = static_cast<size_t>(S) * es;
+    const char* from = static_cast<const char*>(src.data_) + static_cast<size_t>(first_column) * es;
+    if (device_.kind == Device::Kind::cpu && src.device_.kind == Device::Kind::cpu) {
+        for (int64_t r = 0; r < rows; r++)
+            std::memmove(static_cast<char*>(data_) + static_cast<size_t>(r) * width, from + static_cast<size_t>(r) * spitch,
+                         width);
+    } else {
+        cuda::copy_2d(data_, width, device_, from, spitch, src.device_, width, static_cast<size_t>(rows));
+    }
+}
+
 Tensor Tensor::to(Device device) const {
     if (device == device_) return *this;
     Tensor t = empty(shape_, dtype_, device);

@@ -21,6 +21,9 @@ namespace {
 void require_device(const Device&, const char* what) { unavailable(what); }
 std::shared_ptr<void> allocate(size_t, int) { unavailable("cuda allocate"); }
 void copy(void*, const Device&, const void*, const Device&, size_t) { unavailable("cuda copy"); }
+void copy_2d(void*, size_t, const Device&, const void*, size_t, const Device&, size_t, size_t) {
+    unavailable("cuda copy");
+}
 void zero(void*, size_t, int) { unavailable("cuda zero"); }
 DeviceGuard::DeviceGuard(int) { unavailable("cuda device"); }
 DeviceGuard::~DeviceGuard() = default;

@@ -222,6 +222,20 @@ void copy(void* dst, const Device& dst_device, const void* src, const Device& sr
     if (!dst_gpu) GPTX_CUDA_CHECK(cudaStreamSynchronize(s));  // the host reads the bytes right after
 }
 
+void copy_2d(void* dst, size_t dpitch, const Device& dst_device, const void* src, size_t spitch,
+             const Device& src_device, size_t width, size_t height) {
+    if (width == 0 || height == 0) return;
+    const bool dst_gpu = dst_device.kind == Device::Kind::cuda, src_gpu = src_device.kind == Device::Kind::cuda;
+    if (dst_gpu && src_gpu && dst_device.index != src_device.index)
+        throw TypeError("copy_2d: between two GPUs (" + src_device.str() + " -> " + dst_device.str() +
+                        "): copy through one device first");
+    const int device = dst_gpu ? dst_device.index : src_device.index;
+    DeviceGuard g(device);
+    cudaStream_t s = static_cast<cudaStream_t>(current_stream(device));
+    GPTX_CUDA_CHECK(cudaMemcpy2DAsync(dst, dpitch, src, spitch, width, height, cudaMemcpyDefault, s));
+    if (!dst_gpu) GPTX_CUDA_CHECK(cudaStreamSynchronize(s));
+}
+
 void zero(void* p, size_t bytes, int device) {
     if (bytes == 0) return;
     DeviceGuard g(device);

@@ -22,6 +22,11 @@ std::shared_ptr<void> allocate(size_t bytes, int device);
 // host waits for its completion (the host may read the bytes at once); other copies are only enqueued.
 void copy(void* dst, const Device& dst_device, const void* src, const Device& src_device, size_t bytes);
 
+// A 2-D copy of `height` rows of `width` bytes, rows `dpitch` / `spitch` bytes apart, on the current stream (the
+// host waits when the destination is the host, as with copy()). Both sides on one device or the host.
+void copy_2d(void* dst, size_t dpitch, const Device& dst_device, const void* src, size_t spitch,
+             const Device& src_device, size_t width, size_t height);
+
 // Sets `bytes` bytes at p to zero (enqueued on the current stream of `device`).
 void zero(void* p, size_t bytes, int device);
 

@@ -52,13 +52,6 @@ Tensor cache_block(const Tensor& kv, int64_t l, int64_t s) {
     return kv.view({kv.size(0) * B, Tmax, NH, HS}).slice(l * B + s, l * B + s + 1);  // (1, Tmax, NH, HS)
 }
 
-// qkv rows (R, 3C) viewed as (3R, C): row 3r + j is part j (q, k, v) of row r. Copies row r's part j into dst row
-// (dst (R', C) contiguous). One copy per row: the parts are strided in qkv and the Tensor API copies contiguous
-// blocks only (on CUDA a strided-copy op would make this one launch).
-void copy_part(const Tensor& qkv3, int64_t r, int64_t j, const Tensor& dst_row) {
-    dst_row.copy_from(qkv3.slice(3 * r + j, 3 * r + j + 1));
-}
-
 // The rest of a block after attention: x + proj(att), then + MLP(LN2(.)). Shapes (..., C).
 Tensor mlp_and_proj(const GPTModel::Layer& p, const Tensor& x, const Tensor& att, float eps) {
     Tensor res2 = matmul_forward(att, p.c_proj_w, p.c_proj_b);
@@ -106,16 +99,15 @@ Tensor prefill(const GPTModel& model, const KVCache& cache, int64_t slot, const 
     for (int64_t l = 0; l < c.n_layer; ++l) {
         const GPTModel::Layer& p = model.layers()[static_cast<size_t>(l)];
         Tensor ln1 = layernorm_forward(x, p.ln_1_w, p.ln_1_b, eps).out;
-        Tensor qkv3 = matmul_forward(ln1, p.c_attn_w, p.c_attn_b).view({3 * T, C});  // (1, T, 3C) as (3T, C)
+        Tensor qkv = matmul_forward(ln1, p.c_attn_w, p.c_attn_b).view({T, 3 * C});  // parts q | k | v per row
         Tensor kc = cache_block(cache.k(), l, slot), vc = cache_block(cache.v(), l, slot);
         Tensor krows = kc.view({cache.max_len(), C}), vrows = vc.view({cache.max_len(), C});
         Tensor q = Tensor::empty({1, T, NH, HS}, x.dtype(), x.device());
         Tensor q2 = q.view({T, C});
-        for (int64_t t = 0; t < T; ++t) {
-            copy_part(qkv3, t, 0, q2.slice(t, t + 1));
-            copy_part(qkv3, t, 1, krows.slice(p0 + t, p0 + t + 1));
-            copy_part(qkv3, t, 2, vrows.slice(p0 + t, p0 + t + 1));
-        }
+        // one strided copy per part: q into its own buffer, k and v straight into the cache rows
+        q2.copy_columns_from(qkv, 0);
+        krows.slice(p0, p0 + T).copy_columns_from(qkv, C);
+        vrows.slice(p0, p0 + T).copy_columns_from(qkv, 2 * C);
         Tensor att = attention_forward(q, kc, vc, /*causal=*/true, 0.0f, p0 + T).out.view({1, T, C});
         x = mlp_and_proj(p, x, att, eps);
     }
@@ -156,13 +148,14 @@ Tensor decode(const GPTModel& model, const KVCache& cache, const std::vector<int
     for (int64_t l = 0; l < c.n_layer; ++l) {
         const GPTModel::Layer& p = model.layers()[static_cast<size_t>(l)];
         Tensor ln1 = layernorm_forward(x, p.ln_1_w, p.ln_1_b, eps).out;
-        Tensor qkv3 = matmul_forward(ln1, p.c_attn_w, p.c_attn_b).view({3 * n, C});  // (n, 1, 3C) as (3n, C)
-        for (int64_t i = 0; i < n; ++i) {
+        Tensor qkv = matmul_forward(ln1, p.c_attn_w, p.c_attn_b).view({n, 3 * C});  // parts q | k | v per row
+        q2.copy_columns_from(qkv, 0);
+        for (int64_t i = 0; i < n; ++i) {  // each sequence writes its own cache slot at its own position
             const int64_t s = slots[static_cast<size_t>(i)], t = pos[static_cast<size_t>(i)];
             Tensor kc = cache_block(cache.k(), l, s), vc = cache_block(cache.v(), l, s);
-            copy_part(qkv3, i, 0, q2.slice(i, i + 1));
-            copy_part(qkv3, i, 1, kc.view({cache.max_len(), C}).slice(t, t + 1));
-            copy_part(qkv3, i, 2, vc.view({cache.max_len(), C}).slice(t, t + 1));
+            const Tensor row = qkv.slice(i, i + 1);
+            kc.view({cache.max_len(), C}).slice(t, t + 1).copy_columns_from(row, C);
+            vc.view({cache.max_len(), C}).slice(t, t + 1).copy_columns_from(row, 2 * C);
             attention_forward(q.slice(i, i + 1), kc, vc, /*causal=*/true, 0.0f, t + 1, att.slice(i, i + 1));
         }
         x = mlp_and_proj(p, x, att.view({n, 1, C}), eps);

@@ -68,6 +68,10 @@ public:
     // dtype conversion happens on one device). Throws gptx::Error / gptx::TypeError on a mismatch or a read-only
     // destination.
     void copy_from(const Tensor& src) const;
+    // A column band: this (..., W) viewed as rows of W elements gets columns [first_column, first_column + W) of
+    // the same rows of src (..., S) (same dtype and row count; devices may differ). One strided copy, e.g. the k
+    // part of a fused (T, 3C) qkv into a (T, C) cache block.
+    void copy_columns_from(const Tensor& src, int64_t first_column) const;
     void fill(double value) const;
 
     // Memory that must not be written (a read-only numpy array, a read-only DLPack export). Ops refuse such a
