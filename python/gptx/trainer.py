@@ -348,14 +348,15 @@ class Trainer:
         path.write_text("".join(k + "\n" for k in keep), encoding="utf-8")
 
     @classmethod
-    def resume(cls, path, train_data, val_data=None, tokenizer=None, **overrides) -> "Trainer":
-        """A Trainer rebuilt from a checkpoint (path or loaded Checkpoint): the model from its config, TrainConfig
-        from its state, then `overrides` (e.g. steps=2000 to extend the run). out_dir defaults to the run folder the
-        checkpoint lives in."""
+    def resume(cls, path, train_data, val_data=None, tokenizer=None, device="cpu", dtype="float32",
+               **overrides) -> "Trainer":
+        """A Trainer rebuilt from a checkpoint (path or loaded Checkpoint): the model from its config (on `device`,
+        computing in `dtype`; checkpoints are device-independent), TrainConfig from its state, then `overrides`
+        (e.g. steps=2000 to extend the run). out_dir defaults to the run folder the checkpoint lives in."""
         from gptx.model import GPT, GPTConfig
 
         ck = path if hasattr(path, "optimizer") else load_checkpoint(path)
-        model = GPT(GPTConfig.from_dict(ck.config))
+        model = GPT._uninitialized(GPTConfig.from_dict(ck.config), device, dtype)  # restore() loads the weights
         cfg = TrainConfig.from_dict(ck.state["train_config"])
         overrides.setdefault("out_dir", str(Path(ck.path).parent))
         cfg = dataclasses.replace(cfg, **overrides)

@@ -54,6 +54,11 @@ def test_sample_streams_and_matches_generate(run_dir):
     assert rc == 1 and "top_p" in err
     rc, out, err = gptx("sample", Path(d) / "nothing")
     assert rc == 1 and "error" in err
+    rc, out, err = gptx("sample", d, "--dtype", "bfloat16", "--max-new-tokens", 2)
+    assert rc == 1 and "CUDA only" in err and not out
+    if gptx_package.cuda.is_available():  # the GPU's greedy text is the CPU's
+        args = ("--prompt", "ab", "--max-new-tokens", 12, "--temperature", 0)
+        assert gptx("sample", d, *args, "--device", "cuda")[1] == gptx("sample", d, *args)[1]
 
 
 def test_eval_reports_loss_perplexity_bits_per_byte(run_dir, tmp_path):

@@ -105,3 +105,17 @@ def test_demo_sampling_runs_past_the_context():
     assert a == b and len(a) == 10 and all(0 <= t < 11 for t in a)
     top1 = model.generate([1, 2], 10, temperature=1.0, top_k=1, seed=0, sliding_window=True)
     assert top1 == a  # top-k 1 is greedy
+
+def test_device_flags_give_one_line_errors_where_unusable(tmp_path, text_file, capsys):
+    import gptx
+
+    assert train(*TINY, "--data", str(text_file), "--steps", "1", "--out", str(tmp_path / "a"),
+                 "--dtype", "bfloat16") == 1
+    assert "CUDA only" in capsys.readouterr().err
+    if not gptx.cuda.is_available():
+        assert train(*TINY, "--data", str(text_file), "--steps", "1", "--out", str(tmp_path / "b"),
+                     "--device", "cuda") == 1
+        assert "cuda" in capsys.readouterr().err.lower()
+    assert train(*TINY, "--data", str(text_file), "--steps", "1", "--out", str(tmp_path / "c"),
+                 "--device", "tpu") == 1
+    assert "unknown device" in capsys.readouterr().err

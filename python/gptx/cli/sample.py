@@ -26,6 +26,9 @@ def add_parser(sub):
     p.add_argument("--seed", type=int, default=None, help="same seed, same text (default: random)")
     p.add_argument("--num-samples", type=int, default=1, metavar="N", help="samples, generated as one batch")
     p.add_argument("--threads", type=int, default=None, metavar="N", help="CPU threads (default: all cores)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
+                   help="compute dtype; bfloat16 (CUDA only) is mixed precision with float32 master weights")
     p.add_argument("--stream", action="store_true", default=None, help="print tokens as they come (default)")
     p.add_argument("--no-stream", dest="stream", action="store_false", help="print each sample when it is done")
     p.add_argument("--sliding-window", action="store_true",
@@ -69,6 +72,8 @@ def run(args) -> int:
         if args.num_samples < 1:
             raise ValueError(f"--num-samples must be >= 1, got {args.num_samples}")
         model, tok = load_model(args.checkpoint)
+        if (args.device, args.dtype) != ("cpu", "float32"):
+            model = model.to(args.device, args.dtype)
         if args.prompt:
             prompt = tok.encode(args.prompt)
         else:
@@ -115,6 +120,6 @@ def run(args) -> int:
             out.write(dec.decode(b"", final=True) + "\n")
         out.flush()
         return 0
-    except ValueError as e:
+    except (ValueError, TypeError, RuntimeError) as e:  # TypeError/RuntimeError: --device/--dtype not usable here
         print(f"gptx sample: error: {e}", file=sys.stderr)
         return 1

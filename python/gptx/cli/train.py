@@ -80,6 +80,9 @@ def add_parser(sub):
     t.add_argument("--keep", type=int, metavar="N", help="checkpoints kept (0: all; default 2)")
     t.add_argument("--log-every", type=int, metavar="N", help="steps between log lines")
     t.add_argument("--threads", type=int, metavar="N", help="CPU threads (default: all cores)")
+    t.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    t.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
+                   help="compute dtype; bfloat16 (CUDA only) is mixed precision with float32 master weights")
     t.add_argument("--seed", type=int, help="seed of the model init and the batch order (default 0)")
     t.add_argument("--minutes", type=float, metavar="M", help="stop (and checkpoint) after M minutes")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -189,6 +192,8 @@ def _new_run(args):
             shape["block_size"] = args.block_size  # a new model's context is the training length
         model = GPT(GPTConfig(vocab_size=tokenizer.vocab_size, **shape), seed=args.seed or 0)
         settings["block_size"] = shape["block_size"]
+    if (args.device, args.dtype) != ("cpu", "float32"):
+        model = model.to(args.device, args.dtype)  # the same initial weights on every device
     if tokenizer.vocab_size > model.config.vocab_size:
         raise ValueError(f"tokenizer {tokenizer.name} has {tokenizer.vocab_size} ids but the model only "
                          f"{model.config.vocab_size}")
@@ -201,7 +206,7 @@ def _new_run(args):
 def run(args) -> int:
     try:
         return _run(args)
-    except (ValueError, TypeError, OSError, FloatingPointError) as e:
+    except (ValueError, TypeError, OSError, FloatingPointError, RuntimeError) as e:  # RuntimeError: no GPU, OOM
         print(f"gptx train: error: {e}", file=sys.stderr)
         return 1
 
@@ -228,7 +233,7 @@ def _run(args) -> int:
         cfg_seed = st["train_config"].get("seed", 0)
         block = ov.get("block_size", st["train_config"]["block_size"])
         train, val, desc = build_data(spec, tokenizer, block, cfg_seed)
-        trainer = Trainer.resume(ck, train, val, tokenizer, **ov)
+        trainer = Trainer.resume(ck, train, val, tokenizer, device=args.device, dtype=args.dtype, **ov)
         trainer.extra_state = extra
         print(f"resuming {ck.path} at step {trainer.step} of {trainer.cfg.steps}")
     else:
