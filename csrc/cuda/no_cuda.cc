@@ -36,7 +36,7 @@ void stream_synchronize(int, void*) { unavailable("cuda stream"); }
 MemoryStats memory_stats(int) { return {}; }
 void empty_cache(int) {}
 void reset_peak(int) {}
-DeviceProperties properties(int) { unavailable("cuda properties"); }
+DeviceProperties device_properties(int) { unavailable("cuda device_properties"); }
 
 void gemm(const GemmArgs&) { unavailable("matmul"); }
 void bias_backward(float*, const void*, DType, int64_t, int64_t, bool) { unavailable("bias_backward"); }

@@ -242,7 +242,7 @@ void zero(void* p, size_t bytes, int device) {
     GPTX_CUDA_CHECK(cudaMemsetAsync(p, 0, bytes, static_cast<cudaStream_t>(current_stream(device))));
 }
 
-DeviceProperties properties(int device) {
+DeviceProperties device_properties(int device) {
     cudaDeviceProp p;
     GPTX_CUDA_CHECK(cudaGetDeviceProperties(&p, device));
     DeviceProperties out;

@@ -6,7 +6,7 @@
 
 #include "gptx/error.h"
 #include "gptx/model.h"
-#include "python/convert.h"
+#include "convert.h"
 
 namespace gptx {
 namespace python {

@@ -1,7 +1,7 @@
 // module.cc — the gptx._core extension module: registers the bindings and maps gptx errors to Python ones.
 #include "gptx/error.h"
 #include "gptx/runtime.h"
-#include "python/convert.h"
+#include "convert.h"
 
 PYBIND11_MODULE(_core, m) {
     namespace py = pybind11;

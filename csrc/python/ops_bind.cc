@@ -2,7 +2,7 @@
 #include <pybind11/stl.h>
 
 #include "gptx/ops.h"
-#include "python/convert.h"
+#include "convert.h"
 
 namespace gptx {
 namespace python {

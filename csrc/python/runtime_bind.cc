@@ -1,10 +1,9 @@
 // runtime_bind.cc — threads, CPU path and CUDA facts as gptx._core functions.
 #include <pybind11/stl.h>
 
-#include "cuda/runtime.h"
 #include "gptx/runtime.h"
 #include "gptx/version.h"
-#include "python/convert.h"
+#include "convert.h"
 
 namespace gptx {
 namespace python {
@@ -48,7 +47,7 @@ void bind_runtime(py::module_& m) {
     m.def("cuda_empty_cache", &cuda::empty_cache, py::arg("device"));
     m.def("cuda_reset_peak", &cuda::reset_peak, py::arg("device"));
     m.def("cuda_device_properties", [](int device) {
-        const cuda::DeviceProperties p = cuda::properties(device);
+        const cuda::DeviceProperties p = cuda::device_properties(device);
         py::dict d;
         d["name"] = std::string(p.name);
         d["capability"] = py::make_tuple(p.major, p.minor);

@@ -6,10 +6,10 @@
 #include <string>
 #include <vector>
 
-#include "cuda/runtime.h"
 #include "gptx/error.h"
-#include "python/convert.h"
-#include "python/dlpack.h"
+#include "gptx/runtime.h"
+#include "convert.h"
+#include "dlpack.h"
 
 namespace gptx {
 namespace python {

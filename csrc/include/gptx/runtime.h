@@ -1,7 +1,11 @@
-// runtime.h — process-wide settings and facts: threads, the CPU kernel path (ISA) in use, the CUDA build.
+// runtime.h — process-wide settings and facts: threads, the CPU kernel path (ISA) in use, the CUDA build and its
+// runtime (streams, synchronisation, memory statistics).
 #pragma once
+#include <cstddef>
 #include <string>
 #include <vector>
+
+#include "gptx/tensor.h"
 
 namespace gptx {
 
@@ -21,4 +25,45 @@ void set_cpu_isa(const std::string& name);
 bool cuda_built();
 int cuda_device_count();
 
+// ------------------------------------------------------------------------------------------------ CUDA runtime
+// Streams, synchronisation, allocator statistics and device facts. In a build without CUDA (or with no device)
+// every call throws gptx::TypeError naming what was asked for. Streams travel as void* (a cudaStream_t; nullptr is
+// the legacy default stream, shared with PyTorch and CuPy unless they were told otherwise).
+namespace cuda {
+
+// Throws gptx::TypeError unless this build has CUDA and `device` names an existing GPU.
+void require_device(const Device& device, const char* what);
+
+// The stream the calling thread enqueues work on for `device`.
+void* current_stream(int device);
+void set_current_stream(int device, void* stream);
+
+// Waits until every piece of work queued on `device` is done; throws on an asynchronous kernel error.
+void synchronize(int device);
+
+// Streams owned by the caller (gptx.cuda.Stream): non-blocking with respect to the legacy default stream is NOT
+// requested, so work on them still orders against PyTorch's default stream.
+void* stream_create(int device);
+void stream_destroy(int device, void* stream);
+void stream_synchronize(int device, void* stream);
+
+// Allocator statistics and control for one device (bytes).
+struct MemoryStats {
+    size_t allocated = 0;  // in live tensors
+    size_t reserved = 0;   // allocated + cached
+    size_t peak_allocated = 0;
+};
+MemoryStats memory_stats(int device);
+void empty_cache(int device);  // returns cached blocks to the driver
+void reset_peak(int device);
+
+// A device's name, compute capability and memory, for gptx.info().
+struct DeviceProperties {
+    char name[256] = {0};
+    int major = 0, minor = 0, multiprocessors = 0;
+    size_t total_memory = 0;
+};
+DeviceProperties device_properties(int device);
+
+}  // namespace cuda
 }  // namespace gptx
