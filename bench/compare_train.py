@@ -1,4 +1,4 @@
-"""Full training-step throughput and peak memory: gptx (GPT + AdamW + clip_grad_norm) vs PyTorch eager GPT-2.
+"""Full training-step throughput and peak memory: gptx (GPT + AdamW + clipping) vs PyTorch eager GPT-2.
 
     PYTHONPATH=python python bench/compare_train.py [--configs tiny-v50304,gpt2-t64] [--write]
     PYTHONPATH=python python bench/compare_train.py --quick --configs tiny-v256        # smoke test
@@ -129,29 +129,32 @@ def run_gptx(cfg, args):
 
     import gptx
     from gptx.model import GPT, GPTConfig
-    from gptx.optim import AdamW, clip_grad_norm
+    from gptx.optim import AdamW, global_norm_into
 
     gptx.set_num_threads(args.threads)
     import_mib = proc_status_mib("VmRSS")
     model = GPT(GPTConfig(n_layer=cfg["n_layer"], n_head=cfg["n_head"], n_embd=cfg["n_embd"], block_size=cfg["T"],
                           vocab_size=cfg["vocab"]), seed=0)
-    opt = AdamW(model.named_parameters(), model.grads, lr=LR, betas=BETAS, eps=EPS, weight_decay=WEIGHT_DECAY)
+    opt = AdamW(model.named_parameters(), model.grads, lr=LR, betas=BETAS, eps=EPS, weight_decay=WEIGHT_DECAY,
+                flat=model.flat_buffers())
     idx, targets = (a.astype(np.int32) for a in batch(cfg))
+    stats = gptx.Tensor.zeros([2], "float32", model.device)  # loss, gradient norm
+    loss_out, norm = stats[0:1], stats[1:2]
 
     def step():  # gptx.Trainer.train_step without the schedule, the data sampling and the logging
         model.zero_grad()
-        _, loss = model.forward(idx, targets)
+        model.forward_loss(idx, targets, out=loss_out)
         model.backward()
-        _, clip = clip_grad_norm(model.grads, GRAD_CLIP)
-        opt.step(grad_scale=clip)
-        return loss
+        global_norm_into([model.flat_buffers()[1]], norm)
+        opt.step(norm=norm, max_norm=GRAD_CLIP)  # clips inside the one fused call
+        return float(stats.to("cpu").numpy()[0])  # the step's one read, after the update
 
     times, losses = time_steps(step, args.warmup, args.steps)
     return dict(times=times, losses=losses, import_mib=import_mib, threads=gptx.get_num_threads(),
                 versions=f"gptx {gptx.__version__} (cpu path {gptx.info()['cpu_isa']}, from "
                          f"{_display_path(os.path.dirname(os.path.abspath(gptx.__file__)))})",
                 gptx_dir=os.path.dirname(os.path.abspath(gptx.__file__)),
-                optimizer="gptx.AdamW (fused native kernel, clip factor applied inside it)")
+                optimizer="gptx.AdamW (one fused native call over the flat buffer, clipping inside it)")
 
 
 def run_torch(cfg, args):
@@ -350,7 +353,7 @@ def section(args, rows, all_runs, peak, peak_how, env):
         "for itself when neither it nor OMP_WAIT_POLICY is set; the torch child gets the same value, so both GNU "
         "OpenMP runtimes spin alike)",
         f"- Versions: {gptx_v}; {torch_v}",
-        f"- Optimizers: gptx.AdamW + gptx.clip_grad_norm; torch: {adamw} + torch.nn.utils.clip_grad_norm_ "
+        f"- Optimizers: gptx.AdamW (global norm on the device, clipped inside the fused step); torch: {adamw} + torch.nn.utils.clip_grad_norm_ "
         f"(lr {LR}, betas {BETAS}, eps {EPS}, weight decay {WEIGHT_DECAY} on >= 2-D tensors, max norm {GRAD_CLIP})",
         f"- fp32 peak for MFU: {fmt(peak, '.1f')} GFLOP/s ({peak_how})",
         f"- Steps: {args.warmup} warm-up + {args.steps} timed per run, {args.rounds} round(s) alternating gptx, torch",
@@ -361,7 +364,8 @@ def section(args, rows, all_runs, peak, peak_how, env):
         notes.append("- SMOKE TEST (--quick): too few steps to compare; not numbers to quote.")
     method = (
         "A step is zero_grad + forward + backward + clip to global norm 1.0 + AdamW, on the same random batch each "
-        "step. gptx: GPT.forward/backward, clip_grad_norm, AdamW.step(grad_scale=clip) as gptx.Trainer does it. "
+        "step. gptx: GPT.forward_loss/backward, the global norm into a device tensor, AdamW.step(norm=, max_norm=) "
+        "as gptx.Trainer does it (one read of loss and norm per step, after the update). "
         "torch: transformers GPT2LMHeadModel (eager attention, dropout 0, n_inner 4C, gelu_new, tied LM head), "
         "F.cross_entropy over all B*T targets, zero_grad(set_to_none=True). Every (framework, config, round) is its "
         "own process; tokens/s = B*T / median step time, the table shows the median over rounds. Peak MB: the "

@@ -134,6 +134,7 @@ def iter_tokens(model, prompt_ids, max_new_tokens, temperature=1.0, top_k=None, 
         return
     need = max(len(p) for p in prompts) + max_new_tokens - 1
     cache = KVCache.for_model(model, n, max_len=max(1, min(block, need)))
+    lengths = np.asarray(cache.lengths)  # a view: prefill and decode advance it
     logits = [prefill(model, cache, i, p) for i, p in enumerate(prompts)]
     history = [list(p) for p in prompts]
     made = [0] * n
@@ -162,7 +163,7 @@ def iter_tokens(model, prompt_ids, max_new_tokens, temperature=1.0, top_k=None, 
         active = still
         if not active:
             break
-        full = [i for i in active if cache.lengths[i] >= cache.max_len]
+        full = [i for i in active if lengths[i] >= cache.max_len]
         for i in full:  # sliding window: predict from the last max_len tokens, re-prefilled
             cache.reset(i)
             logits[i] = prefill(model, cache, i, history[i][-cache.max_len:])

@@ -1,7 +1,8 @@
 """The inference forward pass of a GPT with a KV cache: one-pass prompt prefill, then one token per step.
 
 The pass itself is the C++ library's (gptx/model.h: gptx::prefill / gptx::decode, the same code the C++ example
-runs); this module wraps the model's parameter arrays and the cache's arrays for it without copying.
+runs); this module wraps the model's parameter tensors and the cache's tensors for it without copying. Logits come back
+as numpy arrays: the sampler that reads them is host code.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from gptx.kv_cache import KVCache
 def _native_model(model, refresh: bool = True) -> "_core.GPTModel":
     """The C++ view of the parameters the model computes with, built once per parameter store.
 
-    It wraps the very arrays (numpy on the CPU, gptx.Tensors on CUDA; wte as the padded (Vp, C) table), so in-place
+    It wraps the very tensors (wte as the padded (Vp, C) table), so in-place
     updates (optimizer steps, load_state_dict) are seen without a rebuild; a new store (unpickling, _allocate) gets a
     new view. Mixed precision: _compute_params() refreshes the bfloat16 copy of the weights first, as forward() does.
     """
@@ -35,7 +36,7 @@ def _native_model(model, refresh: bool = True) -> "_core.GPTModel":
 
 
 def _native_cache(cache: KVCache) -> "_core.KVCache":
-    """The C++ view of cache's k, v and lengths arrays (shared: lengths written by either side are seen by both)."""
+    """The C++ view of cache's k, v and lengths tensors (shared: lengths written by either side are seen by both)."""
     arrays = (cache.k, cache.v, cache.lengths)
     cached = cache.__dict__.get("_native")
     if cached is not None and all(a is b for a, b in zip(cached[0], arrays)):

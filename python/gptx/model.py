@@ -6,7 +6,8 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
-from gptx import _core, _device, ops
+from gptx import _core, cuda, ops
+from gptx._host import host_copy, host_values
 from gptx.activations import Activations
 
 IGNORE_INDEX = -100
@@ -82,10 +83,11 @@ def _short(name: str) -> str:
 
 
 class _FlatStore:
-    """All tensors of one kind (parameters or gradients) as aligned views of one zeroed buffer.
+    """All tensors of one kind (parameters or gradients) as aligned views of one zeroed gptx.Tensor buffer.
 
-    On the CPU the buffer is a float32 numpy array; on CUDA a gptx.Tensor of `dtype` (float32 master weights and
-    gradients, or the bfloat16 copy of the weights that mixed-precision compute reads).
+    The buffer is 1-D of `dtype` on `device`: float32 master weights and gradients, or the bfloat16 copy of the
+    weights that mixed-precision compute reads. Tensor storage starts 64-byte aligned (256 on a GPU), so the
+    16-float alignment of every offset makes every parameter start on a 64-byte boundary.
     """
 
     def __init__(self, config: GPTConfig, device: str = "cpu", dtype: str = "float32"):
@@ -95,12 +97,7 @@ class _FlatStore:
             storage = (config.padded_vocab_size, shape[1]) if name == "transformer.wte.weight" else shape
             specs.append((name, shape, storage, offset))
             offset += -(-math.prod(storage) // _ALIGN) * _ALIGN
-        if device == "cpu":
-            raw = np.zeros(offset + _ALIGN, dtype=np.float32)
-            start = (-raw.ctypes.data // 4) % _ALIGN
-            self.flat = raw[start:start + offset]
-        else:  # device memory starts 256-byte aligned
-            self.flat = _core.Tensor.zeros([offset], dtype, device)
+        self.flat = _core.Tensor.zeros([offset], dtype, device)
         self.full, self.named = {}, {}
         for name, shape, storage, off in specs:
             full = self.flat[off:off + math.prod(storage)].reshape(*storage)
@@ -114,6 +111,29 @@ class _FlatStore:
         self.wpe = self.named["transformer.wpe.weight"]
         self.lnf_w = self.named["transformer.ln_f.weight"]
         self.lnf_b = self.named["transformer.ln_f.bias"]
+
+
+DTYPES = ("float32", "bfloat16")
+
+
+def check_placement(device: str, dtype: str, what: str) -> tuple[str, str]:
+    """Validated (device, dtype) for a model: float32 anywhere, bfloat16 (mixed precision) on CUDA only."""
+    device, dtype = str(device), str(dtype)
+    if dtype not in DTYPES:
+        raise TypeError(f"{what}: dtype must be one of {DTYPES}, got {dtype!r}")
+    if device == "cpu":
+        if dtype != "float32":
+            raise TypeError(f"{what}: dtype {dtype} runs on CUDA only; on the CPU use float32")
+        return device, dtype
+    if device == "cuda" or (device.startswith("cuda:") and device[5:].isdigit()):
+        if not cuda.is_available():
+            why = "this build has no CUDA backend" if not cuda.is_built() else "no CUDA device is visible"
+            raise RuntimeError(f"{what}: device {device!r} asked for but {why}")
+        index = int(device[5:]) if ":" in device else 0
+        if index >= cuda.device_count():
+            raise RuntimeError(f"{what}: device {device!r} is not available ({cuda.device_count()} visible)")
+        return f"cuda:{index}", dtype
+    raise ValueError(f"{what}: unknown device {device!r} (cpu, cuda, cuda:N)")
 
 
 class _ComputeStore:
@@ -135,13 +155,12 @@ class GPT:
     """GPT-2 (learned positions, pre-LayerNorm blocks, causal attention, GELU MLP, LM head tied to wte).
 
     forward() keeps what backward() needs in buffers allocated once per (B, T); backward() adds the gradient of the
-    mean loss into `grads`. The logits forward returns are a view of the internal buffer: valid until the next
-    forward() or backward() (backward turns them into their gradient in place to save a (B*T, Vp) buffer).
+    mean loss into `grads`. Parameters, gradients and activations are gptx.Tensors on the model's device (on the CPU
+    np.asarray(t) views one without a copy): views of one flat parameter buffer and one flat gradient buffer.
 
-    device="cuda" keeps parameters, gradients and activations on the GPU (gptx.Tensor instead of numpy arrays).
-    dtype="bfloat16" (CUDA only) is mixed precision: float32 master weights, gradients and optimizer state, a
-    bfloat16 copy of the weight matrices refreshed at every forward(), bfloat16 activations, float32 statistics.
-    Checkpoints and state_dict() hold float32 host arrays whatever the device.
+    device="cuda" keeps everything on the GPU. dtype="bfloat16" (CUDA only) is mixed precision: float32 master
+    weights, gradients and optimizer state, a bfloat16 copy of the weight matrices refreshed at every forward(),
+    bfloat16 activations, float32 statistics. Checkpoints and state_dict() hold float32 host arrays whatever the device.
     """
 
     def __init__(self, config: GPTConfig, seed: int = 0, device: str = "cpu", dtype: str = "float32"):
@@ -158,34 +177,35 @@ class GPT:
     def _allocate(self, config: GPTConfig, device: str = "cpu", dtype: str = "float32") -> None:
         if not isinstance(config, GPTConfig):
             raise TypeError(f"GPT: config must be a GPTConfig, got {type(config).__name__}")
-        self.device, self.dtype = _device.check(device, dtype, "GPT")
+        self.device, self.dtype = check_placement(device, dtype, "GPT")
         self.config = config
         self._p = _FlatStore(config, self.device)
         self._g = _FlatStore(config, self.device)
         # Mixed precision: the bfloat16 weights compute reads; otherwise compute reads the master weights.
         self._low = _FlatStore(config, self.device, self.dtype) if self.dtype != "float32" else None
         self._c = _ComputeStore(self._p, self._low) if self._low is not None else self._p
-        self.grads: dict[str, np.ndarray] = self._g.named
+        self.grads: dict[str, _core.Tensor] = self._g.named
         self._acts: Activations | None = None
         self._pending = False  # forward(idx, targets) done, backward() not yet
         self._count = 0
 
     # ------------------------------------------------------------------------------------------- parameters
     def _init_weights(self, seed: int) -> None:
-        """GPT-2 init: N(0, 0.02); residual projections N(0, 0.02 / sqrt(2 n_layer)); biases 0; layernorm 1, 0."""
+        """GPT-2 init: N(0, 0.02); residual projections N(0, 0.02 / sqrt(2 n_layer)); biases 0; layernorm 1, 0.
+
+        Drawn on the host in parameter order and uploaded one parameter at a time: the same numbers on every device,
+        and the host memory needed is one parameter (wte: 154 MB at GPT-2 small), not the model."""
         rng = np.random.default_rng(seed)
         proj_std = 0.02 / math.sqrt(2 * self.config.n_layer)
-        host = self._p if self.device == "cpu" else _FlatStore(self.config)  # same numbers on every device
-        for name, a in host.named.items():
+        for name, a in self._p.named.items():
             if name.endswith(".bias"):
-                a.fill(0.0)
-            elif ".ln_" in name:
-                a.fill(1.0)
-            else:
-                rng.standard_normal(out=a, dtype=np.float32)
-                a *= np.float32(proj_std if name.endswith("c_proj.weight") else 0.02)
-        if host is not self._p:
-            self._p.flat.copy_(host.flat)
+                continue  # the buffer starts zeroed
+            if ".ln_" in name:
+                a.fill_(1.0)
+                continue
+            w = rng.standard_normal(a.shape, dtype=np.float32)
+            w *= np.float32(proj_std if name.endswith("c_proj.weight") else 0.02)
+            a.copy_(w)
 
     def _compute_params(self):
         """The parameters forward passes read: refreshes the bfloat16 copy from the master weights (one cast)."""
@@ -193,24 +213,29 @@ class GPT:
             self._low.flat.copy_(self._p.flat)
         return self._c
 
-    def named_parameters(self) -> list[tuple[str, np.ndarray]]:
+    def named_parameters(self) -> list[tuple[str, _core.Tensor]]:
         return list(self._p.named.items())
 
-    def parameters(self) -> list[np.ndarray]:
+    def parameters(self) -> list[_core.Tensor]:
         return list(self._p.named.values())
+
+    def flat_buffers(self) -> tuple[_core.Tensor, _core.Tensor]:
+        """(parameters, gradients): the two 1-D float32 buffers every parameter and its gradient are views of (the
+        optimizer updates all of them with one call; alignment gaps and wte's padding rows stay zero)."""
+        return self._p.flat, self._g.flat
 
     def num_parameters(self) -> int:
         return sum(int(a.size) for a in self._p.named.values())
 
     def zero_grad(self) -> None:
-        _device.fill(self._g.flat, 0.0)
+        self._g.flat.fill_(0.0)
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """float32 host copies of the parameters (whatever the device)."""
-        return {name: _device.host_copy(a) for name, a in self._p.named.items()}
+        return {name: host_copy(a) for name, a in self._p.named.items()}
 
     def load_state_dict(self, sd: dict, strict: bool = True) -> None:
-        """Copy sd's arrays into the parameters in place (the optimizer's arrays stay valid)."""
+        """Copy sd's arrays into the parameters in place (the optimizer's views stay valid)."""
         params = self._p.named
         missing = [n for n in params if n not in sd]
         unexpected = [n for n in sd if n not in params]
@@ -227,10 +252,7 @@ class GPT:
                     raise ValueError(f"load_state_dict: {name} has dtype {v.dtype}, expected a float type")
         for name, a in params.items():
             if name in sd:
-                if _device.is_tensor(a):
-                    _device.put(a, np.asarray(sd[name], dtype=np.float32))
-                else:
-                    np.copyto(a, np.asarray(sd[name]), casting="same_kind")
+                a.copy_(np.ascontiguousarray(sd[name], dtype=np.float32))
 
     @classmethod
     def from_pretrained(cls, path) -> "GPT":
@@ -254,48 +276,61 @@ class GPT:
                                      self.dtype)
         return self._acts
 
-    def _check_ids(self, x, what: str, allow_ignore: bool) -> np.ndarray:
-        x = np.asarray(x)
-        if x.dtype == np.bool_ or not np.issubdtype(x.dtype, np.integer):
-            raise TypeError(f"GPT.forward: {what} must be an integer array, got dtype {x.dtype}")
-        if x.ndim != 2:
-            raise ValueError(f"GPT.forward: {what} must be (B, T), got shape {x.shape}")
-        V = self.config.vocab_size
-        if x.size:
-            lo, hi = int(x.min()), int(x.max())
-            bad_lo = lo < 0 and not (allow_ignore and lo == IGNORE_INDEX and (x[x < 0] == IGNORE_INDEX).all())
-            if bad_lo or hi >= V:
-                extra = f" or {IGNORE_INDEX}" if allow_ignore else ""
-                raise ValueError(f"GPT.forward: {what} values must be in [0, {V}){extra}; got min {lo}, max {hi}")
-        return x
+    def _load_batch(self, idx, targets) -> Activations:
+        """Validate a batch on the host (the one place token ids are checked) and upload it into the buffers.
 
-    def forward(self, idx, targets=None):
-        """idx (B, T) token ids -> (logits (B, T, vocab_size), mean loss over targets != -100, or None).
-
-        On CUDA the logits are the device buffer itself, (B, T, padded_vocab_size) in the compute dtype: the columns
-        past vocab_size are padding (copy to the host with .to("float32").numpy()[..., :vocab_size]).
-        """
+        Sets self._count, the targets that are not IGNORE_INDEX: backward's 1/count comes from here, so reading the
+        loss never needs a device sync."""
         c = self.config
-        idx = self._check_ids(idx, "idx", allow_ignore=False)
+        idx = np.asarray(idx)
+        arrays = [("idx", idx)] if targets is None else [("idx", idx), ("targets", np.asarray(targets))]
+        for what, x in arrays:
+            if x.dtype == np.bool_ or not np.issubdtype(x.dtype, np.integer):
+                raise TypeError(f"GPT.forward: {what} must be an integer array, got dtype {x.dtype}")
+            if x.ndim != 2:
+                raise ValueError(f"GPT.forward: {what} must be (B, T), got shape {x.shape}")
         B, T = idx.shape
         if not 1 <= T <= c.block_size or B < 1:
             raise ValueError(f"GPT.forward: idx shape {idx.shape} needs B >= 1 and 1 <= T <= {c.block_size}")
+        V = c.vocab_size
+        lo, hi = int(idx.min()), int(idx.max())
+        if lo < 0 or hi >= V:
+            raise ValueError(f"GPT.forward: idx values must be in [0, {V}); got min {lo}, max {hi}")
+        count = 0
         if targets is not None:
-            targets = self._check_ids(targets, "targets", allow_ignore=True)
+            targets = arrays[1][1]
             if targets.shape != idx.shape:
                 raise ValueError(f"GPT.forward: targets shape {targets.shape} != idx shape {idx.shape}")
-        self._pending = False
+            counted = targets != IGNORE_INDEX
+            count = int(np.count_nonzero(counted))
+            if count:
+                kept = targets[counted]
+                lo, hi = int(kept.min()), int(kept.max())
+                if lo < 0 or hi >= V:
+                    raise ValueError(f"GPT.forward: targets values must be in [0, {V}) or {IGNORE_INDEX}; got min "
+                                     f"{lo}, max {hi}")
         a = self._buffers(B, T)
-        _device.put(a.idx, idx)  # values were range-checked above
+        # int32 on the host, then one upload each (values were range-checked above, so the cast is exact)
+        a.idx.copy_(np.ascontiguousarray(idx, dtype=np.int32))
+        if targets is not None:
+            a.targets.copy_(np.ascontiguousarray(targets, dtype=np.int32).reshape(B * T))
+        self._count = count
+        return a
+
+    def _run(self, idx, targets, loss) -> Activations:
+        """The forward pass: the logits in a.logits (B*T, Vp); with targets, the mean loss written into `loss`."""
+        c = self.config
+        self._pending = False
+        a = self._load_batch(idx, targets)
         P, eps = self._compute_params(), c.layer_norm_epsilon
-        ops.embedding_forward(a.idx, P.wte, P.wpe, out=a.encoded)
+        ops.embedding_forward(a.idx, P.wte, P.wpe, out=a.encoded3)
         for l, p in enumerate(P.layers):
             x = a.layer_input(l)
             ops.layernorm_forward(x, p["ln_1.weight"], p["ln_1.bias"], eps, out=a.ln1[l], mean=a.ln1_mean[l],
                                   rstd=a.ln1_rstd[l])
             ops.matmul_forward(a.ln1[l], p["attn.c_attn.weight"], p["attn.c_attn.bias"], out=a.qkv[l])
             ops.attention_forward(a.qkv5[l], causal=True, out=a.atty[l], lse=a.att_lse[l])
-            ops.matmul_forward(a.atty3[l], p["attn.c_proj.weight"], p["attn.c_proj.bias"], out=a.res2[l])
+            ops.matmul_forward(a.atty2[l], p["attn.c_proj.weight"], p["attn.c_proj.bias"], out=a.res2[l])
             ops.add_forward(x, a.res2[l], out=a.res2[l])
             ops.layernorm_forward(a.res2[l], p["ln_2.weight"], p["ln_2.bias"], eps, out=a.ln2[l],
                                   mean=a.ln2_mean[l], rstd=a.ln2_rstd[l])
@@ -305,22 +340,43 @@ class GPT:
             ops.add_forward(a.res2[l], a.res3[l], out=a.res3[l])
         ops.layernorm_forward(a.final(), P.lnf_w, P.lnf_b, eps, out=a.lnf, mean=a.lnf_mean, rstd=a.lnf_rstd)
         # LM head tied to wte: logits (B*T, Vp) = lnf @ wte^T over the padded table.
-        ops.matmul_forward(a.lnf.reshape(B * T, c.n_embd), P.wte, trans_b=True, out=a.logits)
-        if _device.is_tensor(a.logits):
-            logits = a.logits.reshape(B, T, c.padded_vocab_size)
+        ops.matmul_forward(a.lnf, P.wte, trans_b=True, out=a.logits)
+        if targets is not None:
+            _mean_loss(a, c.vocab_size, self._count, loss)
+            self._pending = True
+        return a
+
+    def forward(self, idx, targets=None):
+        """idx (B, T) token ids (any integer dtype) -> (logits, loss), the same kinds on every device.
+
+        logits: a gptx.Tensor (B, T, vocab_size) in the compute dtype on the model's device (np.asarray(logits)
+        views a CPU one; .to("float32").numpy() copies any). When vocab_size is a multiple of 64 they are the
+        model's own buffer, valid until the next forward() or backward() (backward turns them into their gradient in
+        place); otherwise the padded columns are left out by one copy of the first vocab_size columns.
+        loss: None without targets; with targets (B, T) (IGNORE_INDEX = -100 marks positions that do not count) a
+        one-element float32 gptx.Tensor on the model's device holding the mean cross-entropy over the counted
+        positions (NaN when there are none); float(loss) / loss.item() reads it. A new tensor every call.
+        Training loops that do not need the logits call forward_loss() instead (no copy).
+        """
+        c = self.config
+        loss = None if targets is None else _core.Tensor.empty([1], "float32", self.device)
+        a = self._run(idx, targets, loss)
+        B, T = a.shape
+        if c.padded_vocab_size == c.vocab_size:
+            logits = a.logits.reshape(B, T, c.vocab_size)
         else:
-            logits = a.logits[:, : c.vocab_size].reshape(B, T, c.vocab_size)
+            logits = _first_columns(a.logits, c.vocab_size).reshape(B, T, c.vocab_size)
+        return logits, loss
+
+    def forward_loss(self, idx, targets, out=None):
+        """forward(idx, targets) without making the logits: returns the one-element float32 loss tensor (written
+        into `out`, a one-element float32 tensor on the model's device, when given), read by the caller when it
+        wants to (no device sync here). What the Trainer and evaluation call."""
         if targets is None:
-            return logits, None
-        _device.put(a.targets, targets)
-        tg = a.targets.reshape(B * T)
-        ops.cross_entropy_forward(a.logits, tg, V=c.vocab_size, ignore_index=IGNORE_INDEX, losses=a.losses,
-                                  lse=a.ce_lse)
-        self._count = int(np.count_nonzero(targets != IGNORE_INDEX))
-        self._pending = True
-        if self._count == 0:  # like torch: the mean of nothing
-            return logits, float("nan")
-        return logits, float(np.sum(_device.host(a.losses), dtype=np.float64) / self._count)
+            raise ValueError("GPT.forward_loss: targets are required (use forward() for logits alone)")
+        loss = _core.Tensor.empty([1], "float32", self.device) if out is None else out
+        self._run(idx, targets, loss)
+        return loss
 
     # ------------------------------------------------------------------------------------------- backward
     def backward(self) -> None:
@@ -331,21 +387,16 @@ class GPT:
         if self._count == 0:
             return  # every target ignored: the gradient is zero
         c, a, P, G = self.config, self._acts, self._c, self._g
-        B, T = a.shape
-        BT, C = B * T, c.n_embd
-        dres, dx, dqkv, dqkv5 = a.grad_scratch()
+        dres, dres3, dx, dx4, dqkv, dqkv5 = a.grad_scratch()
         # Loss -> logits: softmax - onehot, scaled by 1/count, written over the logits (no second (BT, Vp) buffer).
-        _device.fill(a.dlosses, 1.0 / self._count)
-        tg = a.targets.reshape(BT)
-        ops.cross_entropy_backward(a.logits, a.ce_lse, tg, a.dlosses, V=c.vocab_size, ignore_index=IGNORE_INDEX,
-                                   dlogits=a.logits)
-        lnf2 = a.lnf.reshape(BT, C)
+        a.dlosses.fill_(1.0 / self._count)
+        ops.cross_entropy_backward(a.logits, a.ce_lse, a.targets, a.dlosses, V=c.vocab_size,
+                                   ignore_index=IGNORE_INDEX, dlogits=a.logits)
         # dwte += dlogits^T @ lnf (padding columns of dlogits are 0, so padded rows stay 0); dlnf = dlogits @ wte.
-        ops.matmul_backward(a.logits, lnf2, P.wte, trans_b=True, need_da=False, need_db=True, db=G.wte,
+        ops.matmul_backward(a.logits, a.lnf, P.wte, trans_b=True, need_da=False, need_db=True, db=G.wte,
                             accumulate=True)
-        ops.matmul_backward(a.logits, lnf2, P.wte, trans_b=True, need_da=True, need_db=False,
-                            da=dx.reshape(BT, C))
-        _device.fill(dres, 0.0)
+        ops.matmul_backward(a.logits, a.lnf, P.wte, trans_b=True, need_da=True, need_db=False, da=dx)
+        dres.fill_(0.0)
         ops.layernorm_backward(dx, a.final(), P.lnf_w, a.lnf_mean, a.lnf_rstd, dinp=dres, dweight=G.lnf_w,
                                dbias=G.lnf_b, accumulate=True)
         for l in reversed(range(c.n_layer)):
@@ -360,23 +411,20 @@ class GPT:
             ops.layernorm_backward(dx, a.res2[l], p["ln_2.weight"], a.ln2_mean[l], a.ln2_rstd[l], dinp=dres,
                                    dweight=g["ln_2.weight"], dbias=g["ln_2.bias"], accumulate=True)
             # Attention.
-            self._linear_weight_grads(dres, a.atty3[l], g, "attn.c_proj")
+            self._linear_weight_grads(dres, a.atty2[l], g, "attn.c_proj")
             ops.matmul_forward(dres, p["attn.c_proj.weight"], trans_b=True, out=dx)
-            ops.attention_backward(dx.reshape(a.atty[l].shape), a.qkv5[l], None, None, a.atty[l], a.att_lse[l],
-                                   causal=True, dq=dqkv5)
+            ops.attention_backward(dx4, a.qkv5[l], None, None, a.atty[l], a.att_lse[l], causal=True, dq=dqkv5)
             self._linear_weight_grads(dqkv, a.ln1[l], g, "attn.c_attn")
             ops.matmul_forward(dqkv, p["attn.c_attn.weight"], trans_b=True, out=dx)
             ops.layernorm_backward(dx, a.layer_input(l), p["ln_1.weight"], a.ln1_mean[l], a.ln1_rstd[l],
                                    dinp=dres, dweight=g["ln_1.weight"], dbias=g["ln_1.bias"], accumulate=True)
-        ops.embedding_backward(dres, a.idx, G.wte, G.wpe)
+        ops.embedding_backward(dres3, a.idx, G.wte, G.wpe)
 
     @staticmethod
     def _linear_weight_grads(dout, inp, g, prefix: str) -> None:
-        """dW += inp^T @ dout, db += sum(dout) for the Conv1D `prefix` (y = inp @ W + b)."""
-        w, b = g[prefix + ".weight"], g[prefix + ".bias"]
-        K, N = w.shape
-        ops.matmul_forward(inp.reshape(-1, K), dout.reshape(-1, N), trans_a=True, out=w, accumulate=True)
-        ops.bias_backward(dout, dbias=b, accumulate=True)
+        """dW += inp^T @ dout, db += sum(dout) for the Conv1D `prefix` (y = inp @ W + b); inp, dout are (B*T, .)."""
+        ops.matmul_forward(inp, dout, trans_a=True, out=g[prefix + ".weight"], accumulate=True)
+        ops.bias_backward(dout, dbias=g[prefix + ".bias"], accumulate=True)
 
     # ------------------------------------------------------------------------------------------- inference
     # The inference pass (KV cache, LM head on the last position only) lives in gptx.inference / gptx.generate;
@@ -402,18 +450,18 @@ class GPT:
     # Pickle / copy.deepcopy: the parameters and gradients are views of two flat buffers, which a member-by-member copy
     # would turn into unrelated arrays; rebuild the views instead (activation buffers are re-made on demand).
     def __getstate__(self) -> dict:
-        return {"config": self.config.to_dict(), "params": _device.host_copy(self._p.flat),
-                "grads": _device.host_copy(self._g.flat), "device": self.device, "dtype": self.dtype}
+        return {"config": self.config.to_dict(), "params": host_copy(self._p.flat), "grads": host_copy(self._g.flat),
+                "device": self.device, "dtype": self.dtype}
 
     def __setstate__(self, state: dict) -> None:
         self._allocate(GPTConfig.from_dict(state["config"]), state.get("device", "cpu"), state.get("dtype", "float32"))
-        _device.put(self._p.flat, state["params"])
-        _device.put(self._g.flat, state["grads"])
+        self._p.flat.copy_(np.ascontiguousarray(state["params"], dtype=np.float32))
+        self._g.flat.copy_(np.ascontiguousarray(state["grads"], dtype=np.float32))
 
     def to(self, device: str, dtype: str | None = None) -> "GPT":
         """A copy of this model (parameters only; gradients zero) on another device and/or compute dtype."""
         other = GPT._uninitialized(self.config, device, self.dtype if dtype is None else dtype)
-        _device.put(other._p.flat, _device.host(self._p.flat))
+        other._p.flat.copy_(self._p.flat)  # float32 to float32, across devices: one transfer
         return other
 
     def __repr__(self) -> str:
@@ -421,3 +469,22 @@ class GPT:
         where = "" if self.device == "cpu" else f", device={self.device!r}, dtype={self.dtype!r}"
         return (f"GPT(n_layer={c.n_layer}, n_head={c.n_head}, n_embd={c.n_embd}, block_size={c.block_size}, "
                 f"vocab_size={c.vocab_size}, parameters={self.num_parameters():,}{where})")
+
+
+def _mean_loss(a: Activations, V: int, count: int, loss) -> None:
+    """Cross-entropy of a.logits against a.targets: per-row losses and lse for backward, the mean over the counted
+    rows into `loss` (NaN when count is 0, like torch's mean of nothing)."""
+    ops.cross_entropy_forward(a.logits, a.targets, V=V, ignore_index=IGNORE_INDEX, losses=a.losses, lse=a.ce_lse)
+    # The mean on the host until cross_entropy_forward writes it natively (its loss= output).
+    mean = np.sum(host_values(a.losses), dtype=np.float64) / count if count else float("nan")
+    loss.copy_(np.array([mean], dtype=np.float32))
+
+
+def _first_columns(src, V: int):
+    """A new (N, V) tensor holding the first V columns of src (N, Vp), on src's device and in its dtype.
+
+    Through the host until Tensor.copy_columns_from is reachable from Python: on the CPU that is the one strided copy
+    (np.asarray views the buffer); on a GPU two transfers more (only forward()'s user-facing logits take this)."""
+    host = np.ascontiguousarray(host_values(src)[:, :V])
+    out = _core.Tensor(host).to(src.device)
+    return out if out.dtype == src.dtype else out.to(src.dtype)

@@ -3,7 +3,10 @@ import math
 
 import numpy as np
 
-from gptx import _device, ops
+from gptx import _core, ops
+from gptx._host import host_copy
+
+_F32 = 4  # bytes per float32: offsets into a flat buffer come from data_ptr differences
 
 
 def _named(named_params):
@@ -14,53 +17,113 @@ def _named(named_params):
     return items
 
 
+def _dtype(a) -> str:
+    return a.dtype if isinstance(a, _core.Tensor) else np.dtype(a.dtype).name
+
+
+def _tensor(a):
+    """a gptx.Tensor as it is, a numpy array wrapped without a copy (updates reach the array)."""
+    return a if isinstance(a, _core.Tensor) else _core.Tensor(a)
+
+
 class AdamW:
-    """AdamW (torch.optim.AdamW arithmetic) updating the model's own parameter arrays in place.
+    """AdamW (torch.optim.AdamW arithmetic) updating the parameters in place.
 
     Weight decay is decoupled and applied only to parameters with >= 2 dimensions (matmul weights and embeddings);
     biases and layernorm parameters are not decayed. `grad_scale` multiplies every gradient inside the fused kernel,
     which is how clipping and the 1/grad_accum averaging cost no extra pass over the gradients.
+
+    Parameters and gradients are gptx.Tensors (numpy arrays are wrapped without a copy, so they are updated in
+    place too). flat=(param_buffer, grad_buffer) says every parameter and its gradient are views of those 1-D
+    float32 buffers at the same offsets (GPT.flat_buffers()): then the moments are flat buffers too and a step is
+    ONE native call over all of it, weight decay confined to the >= 2-D parameters' element ranges. Elements of the
+    buffers that belong to no parameter (alignment gaps, wte's padding rows) have zero gradients and zero moments,
+    so they stay zero. Without flat, each parameter is one call. Either way m[name] and v[name] are per-parameter
+    views (the checkpoint format), and state_dict() holds float32 host copies under the parameter names.
     """
 
-    def __init__(self, named_params, grads, lr=1e-3, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1):
-        self.params = _named(named_params)
-        self.grads = grads
+    def __init__(self, named_params, grads, lr=1e-3, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1, flat=None):
+        params = _named(named_params)
+        for name, p in params:
+            if name not in grads:
+                raise ValueError(f"AdamW: no gradient for parameter {name!r}")
+            g = grads[name]
+            if _dtype(p) != "float32" or _dtype(g) != "float32":
+                raise TypeError(f"AdamW: parameter {name!r} and its gradient must be float32")
+            if tuple(g.shape) != tuple(p.shape):
+                raise ValueError(f"AdamW: gradient of {name!r} has shape {tuple(g.shape)}, parameter "
+                                 f"{tuple(p.shape)}")
+        self.params = [(n, _tensor(p)) for n, p in params]
+        self.grads = {n: _tensor(grads[n]) for n, _ in params}
         self.lr = float(lr)
         self.betas = (float(betas[0]), float(betas[1]))
         self.eps = float(eps)
         self.weight_decay = float(weight_decay)
-        for name, p in self.params:
-            if name not in grads:
-                raise ValueError(f"AdamW: no gradient for parameter {name!r}")
-            if _device.dtype_name(p) != "float32" or _device.dtype_name(grads[name]) != "float32":
-                raise TypeError(f"AdamW: parameter {name!r} and its gradient must be float32")
-            if tuple(grads[name].shape) != tuple(p.shape):
-                raise ValueError(f"AdamW: gradient of {name!r} has shape {tuple(grads[name].shape)}, parameter "
-                                 f"{tuple(p.shape)}")
-        # The moments live where the parameters live (host arrays or device tensors).
-        self.m = {n: _device.zeros_like(p) for n, p in self.params}
-        self.v = {n: _device.zeros_like(p) for n, p in self.params}
+        self._flat = None if flat is None else self._flat_layout(*flat)
+        if self._flat is not None:
+            pbuf = self._flat[0]
+            self._m_flat = _core.Tensor.zeros(list(pbuf.shape), "float32", pbuf.device)
+            self._v_flat = _core.Tensor.zeros(list(pbuf.shape), "float32", pbuf.device)
+            offsets = self._flat[2]
+            view = lambda buf, n, p: buf[offsets[n]:offsets[n] + p.size].reshape(*p.shape)  # noqa: E731
+            self.m = {n: view(self._m_flat, n, p) for n, p in self.params}
+            self.v = {n: view(self._v_flat, n, p) for n, p in self.params}
+        else:  # the moments live where the parameters live
+            self.m = {n: _core.Tensor.zeros(list(p.shape), "float32", p.device) for n, p in self.params}
+            self.v = {n: _core.Tensor.zeros(list(p.shape), "float32", p.device) for n, p in self.params}
         self.step_count = 0  # steps taken; the kernel's bias corrections use the 1-based step_count after increment
 
-    def step(self, lr=None, grad_scale=1.0):
-        """One update of every parameter with `lr` (default: the constructor's) and gradients times grad_scale."""
+    def _flat_layout(self, pbuf, gbuf):
+        """(pbuf, gbuf, {name: element offset}, decay ranges (R, 2) int64) after checking that every parameter and
+        its gradient sit at the same offset inside the two buffers."""
+        pbuf, gbuf = _tensor(pbuf), _tensor(gbuf)
+        if pbuf.ndim != 1 or pbuf.dtype != "float32" or tuple(gbuf.shape) != tuple(pbuf.shape) \
+                or gbuf.dtype != "float32" or gbuf.device != pbuf.device:
+            raise ValueError(f"AdamW: flat buffers must be two 1-D float32 tensors of one shape on one device, got "
+                             f"{pbuf!r} and {gbuf!r}")
+        offsets, ranges = {}, []
+        for name, p in self.params:
+            off, rem = divmod(p.data_ptr - pbuf.data_ptr, _F32)
+            goff = (self.grads[name].data_ptr - gbuf.data_ptr) / _F32
+            if rem or p.device != pbuf.device or not 0 <= off <= pbuf.size - p.size or goff != off:
+                raise ValueError(f"AdamW: parameter {name!r} (or its gradient) is not a view of the flat buffers "
+                                 f"at one offset")
+            offsets[name] = off
+            if len(p.shape) >= 2:
+                ranges.append((off, off + p.size))
+        return pbuf, gbuf, offsets, np.array(sorted(ranges), dtype=np.int64).reshape(-1, 2)
+
+    def step(self, lr=None, grad_scale=1.0, norm=None, max_norm=0.0, norm_scale=1.0):
+        """One update of every parameter with `lr` (default: the constructor's) and gradients times grad_scale.
+
+        norm: a one-element float32 tensor on the parameters' device holding the gradients' global norm (from
+        ops.global_norm(..., out=norm)); the kernel then also clips, multiplying grad_scale by
+        min(1, max_norm / (norm * norm_scale + 1e-6)) when max_norm > 0, and skips the whole update (parameters and
+        moments untouched) when norm * norm_scale is not finite. Nothing is read back to the host.
+        """
         lr = self.lr if lr is None else float(lr)
         if not math.isfinite(grad_scale):
             raise ValueError(f"AdamW.step: grad_scale is {grad_scale}")
         self.step_count += 1
         b1, b2 = self.betas
+        hp = dict(lr=lr, beta1=b1, beta2=b2, eps=self.eps, step=self.step_count)
+        if self._flat is not None:
+            pbuf, gbuf, _, ranges = self._flat
+            _adamw(pbuf, gbuf, self._m_flat, self._v_flat, hp, self.weight_decay, grad_scale, ranges, norm,
+                   max_norm, norm_scale)
+            return
         for name, p in self.params:
             wd = self.weight_decay if len(p.shape) >= 2 else 0.0
-            ops.adamw_step(p, self.grads[name], self.m[name], self.v[name], lr=lr, beta1=b1, beta2=b2, eps=self.eps,
-                           weight_decay=wd, step=self.step_count, grad_scale=grad_scale)
+            _adamw(p, self.grads[name], self.m[name], self.v[name], hp, wd, grad_scale, None, norm, max_norm,
+                   norm_scale)
 
     def hparams(self):
         return {"lr": self.lr, "betas": list(self.betas), "eps": self.eps, "weight_decay": self.weight_decay}
 
     def state_dict(self):
         """{'step': int, 'm': {name: array}, 'v': {name: array}} (float32 host copies, whatever the device)."""
-        return {"step": self.step_count, "m": {n: _device.host_copy(a) for n, a in self.m.items()},
-                "v": {n: _device.host_copy(a) for n, a in self.v.items()}}
+        return {"step": self.step_count, "m": {n: host_copy(a) for n, a in self.m.items()},
+                "v": {n: host_copy(a) for n, a in self.v.items()}}
 
     def load_state_dict(self, sd):
         for key in ("m", "v"):
@@ -73,14 +136,39 @@ class AdamW:
                 if tuple(a.shape) != tuple(dst.shape):
                     raise ValueError(f"AdamW.load_state_dict: {key}[{n!r}] has shape {tuple(a.shape)}, expected "
                                      f"{tuple(dst.shape)}")
-                if _device.is_tensor(dst):
-                    _device.put(dst, a)
-                else:
-                    dst[...] = a  # in place: the arrays keep their identity
+        for key in ("m", "v"):
+            for n, a in sd[key].items():
+                getattr(self, key)[n].copy_(np.ascontiguousarray(a, dtype=np.float32))  # in place: views stay valid
         step = int(sd["step"])
         if step < 0:
             raise ValueError(f"AdamW.load_state_dict: step {step} < 0")
         self.step_count = step
+
+
+def _adamw(p, g, m, v, hp, weight_decay, grad_scale, decay_ranges, norm, max_norm, norm_scale):
+    """ops.adamw_step with decay ranges and the clip/skip from a norm tensor.
+
+    Emulated here until the kernel takes decay_ranges / norm / max_norm / norm_scale itself: the norm is read on the
+    host (one sync), and a flat buffer is updated one range at a time."""
+    scale = float(grad_scale)
+    if norm is not None:
+        total = float(np.asarray(norm.to("cpu")).reshape(-1)[0]) * norm_scale
+        if not math.isfinite(total):
+            return  # a diverged step leaves the weights and moments alone
+        if max_norm and max_norm > 0:
+            scale *= clip_coefficient(total, max_norm)
+    if decay_ranges is None:
+        ops.adamw_step(p, g, m, v, weight_decay=weight_decay, grad_scale=scale, **hp)
+        return
+    cuts = [0]
+    for begin, end in decay_ranges.tolist():
+        cuts += [begin, end]
+    cuts.append(p.size)
+    for i in range(len(cuts) - 1):
+        b, e = cuts[i], cuts[i + 1]
+        if e > b:
+            wd = weight_decay if i % 2 else 0.0
+            ops.adamw_step(p[b:e], g[b:e], m[b:e], v[b:e], weight_decay=wd, grad_scale=scale, **hp)
 
 
 def lr_schedule(step, max_steps, lr, warmup_steps=0, min_lr=0.0):
@@ -98,17 +186,29 @@ def lr_schedule(step, max_steps, lr, warmup_steps=0, min_lr=0.0):
     return min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (lr - min_lr)
 
 
+def clip_coefficient(norm, max_norm):
+    """min(1, max_norm / (norm + 1e-6)) in float32, torch.nn.utils.clip_grad_norm_'s coefficient (the same arithmetic
+    the AdamW kernel applies when given the norm tensor)."""
+    coef = np.float32(max_norm) / (np.float32(norm) + np.float32(1e-6))
+    return float(min(np.float32(1.0), coef))
+
+
+def global_norm_into(tensors, out) -> None:
+    """sqrt(sum of squares) of every element of `tensors` (double accumulation) written into `out`, a one-element
+    float32 tensor on their device. Through the host until ops.global_norm takes out= itself."""
+    out.copy_(np.array([ops.global_norm(tensors)], dtype=np.float32))
+
+
 def clip_grad_norm(grads, max_norm, grad_scale=1.0):
     """(total_norm, scale): the global L2 norm of all gradients (times grad_scale) and the factor that clips it.
 
     The gradients are not modified: pass `scale` (times grad_scale) to AdamW.step so the kernel applies it. As in
     torch.nn.utils.clip_grad_norm_, scale = min(1, max_norm / (norm + 1e-6)); max_norm None or <= 0 disables clipping.
-    A non-finite norm returns scale 1.0 (the caller decides what to do with a diverged step).
+    A non-finite norm returns scale 1.0 (the caller decides what to do with a diverged step). This reads the norm on
+    the host; the Trainer instead hands the norm tensor to AdamW.step (ops.global_norm(..., out=) + step(norm=)).
     """
     arrays = list(grads.values()) if isinstance(grads, dict) else list(grads)
     norm = float(ops.global_norm(arrays)) * abs(grad_scale)
     if max_norm is None or max_norm <= 0 or not math.isfinite(norm):
         return norm, 1.0
-    # float32 like torch, so the fused scale equals torch's clip coefficient bit for bit when the norms agree
-    coef = np.float32(max_norm) / (np.float32(norm) + np.float32(1e-6))
-    return norm, float(min(np.float32(1.0), coef))
+    return norm, clip_coefficient(norm, max_norm)

@@ -13,8 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
+from gptx import _core
+from gptx._host import host_copy
 from gptx.checkpoint import load_checkpoint, save_checkpoint
-from gptx.optim import AdamW, clip_grad_norm, lr_schedule
+from gptx.optim import AdamW, clip_coefficient, global_norm_into, lr_schedule
 
 
 @dataclass
@@ -91,8 +93,9 @@ class Trainer:
         if config.block_size > model.config.block_size:
             raise ValueError(f"block_size {config.block_size} exceeds the model's block_size "
                              f"{model.config.block_size}")
+        flat = getattr(model, "flat_buffers", None)  # GPT: one AdamW call over the whole parameter buffer
         self.opt = AdamW(model.named_parameters(), model.grads, lr=config.lr, betas=config.betas, eps=config.eps,
-                         weight_decay=config.weight_decay)
+                         weight_decay=config.weight_decay, flat=flat() if flat is not None else None)
         self.rng = np.random.default_rng(config.seed)
         self.step = 0
         self.val_loss = None
@@ -101,53 +104,73 @@ class Trainer:
         self._evaluated_step = None
         self._interrupted = False
         self._bar = None
+        self._stat_views = None
 
     # ---- one step -------------------------------------------------------------------------------------------
+    def _stats(self):
+        """Views of one (grad_accum + 1,) float32 tensor on the model's device: the micro-batch losses, then the
+        gradient norm. The kernels write them; train_step reads them back once, after the update."""
+        G = self.cfg.grad_accum
+        if self._stat_views is None or len(self._stat_views) != G + 1:
+            buf = _core.Tensor.zeros([G + 1], "float32", getattr(self.model, "device", "cpu"))
+            self._stat_views = (buf, [buf[i:i + 1] for i in range(G + 1)])
+        return self._stat_views
+
     def train_step(self) -> dict:
         """One optimizer step over grad_accum micro-batches; returns its log record."""
         cfg, model = self.cfg, self.model
         t0 = time.perf_counter()
         lr = lr_schedule(self.step, cfg.steps, cfg.lr, cfg.warmup, cfg.final_lr)
         model.zero_grad()
-        total, tokens = 0.0, 0
-        for _ in range(cfg.grad_accum):
+        G = cfg.grad_accum
+        stats, slots = self._stats()
+        tokens = 0
+        for i in range(G):
             x, y = self.train_data.get_batch(cfg.batch_size, cfg.block_size, self.rng)
-            _, loss = model.forward(x, y)
+            model.forward_loss(x, y, out=slots[i])  # written on the device, not read here
             model.backward()  # adds into model.grads: the sum of the micro-batch mean gradients
-            total += loss
             tokens += x.size
-        loss = total / cfg.grad_accum
-        # The accumulated gradient is a sum of grad_accum means; 1/grad_accum makes it the mean. It is fused into the
-        # AdamW kernel (grad_scale) together with the clipping factor, so the gradients are never rescaled in place.
-        # On a GPU the norm of the one flat gradient buffer (padding included, which stays zero) costs one reduction
-        # instead of one per tensor.
-        grads = [model._g.flat] if getattr(model, "device", "cpu") != "cpu" else model.grads
-        norm, clip = clip_grad_norm(grads, cfg.grad_clip, grad_scale=1.0 / cfg.grad_accum)
+        # The accumulated gradient is a sum of G means; 1/G makes it the mean. The norm of the one flat gradient
+        # buffer (padding included, which stays zero) is one reduction written next to the losses; AdamW's kernel
+        # takes it and applies 1/G and the clipping factor itself (grad_scale, norm_scale), so the gradients are never
+        # rescaled in place and the host never waits between the backward pass and the update. A non-finite norm
+        # makes the kernel skip the update.
+        global_norm_into(self._grad_buffers(), slots[G])
+        self.opt.step(lr=lr, grad_scale=1.0 / G, norm=slots[G], max_norm=cfg.grad_clip, norm_scale=1.0 / G)
+        values = host_copy(stats)  # the step's one read from the device
+        loss = float(np.mean(values[:G], dtype=np.float64))
+        norm = float(values[G]) / G
         if not (math.isfinite(loss) and math.isfinite(norm)):
+            # The kernel skipped the update (non-finite norm; a non-finite loss comes with non-finite gradients).
+            self.opt.step_count -= 1
             raise FloatingPointError(f"step {self.step + 1}: loss {loss}, gradient norm {norm}: training diverged "
                                      f"(try a lower learning rate)")
-        self.opt.step(lr=lr, grad_scale=clip / cfg.grad_accum)
+        clip = clip_coefficient(norm, cfg.grad_clip) if cfg.grad_clip > 0 else 1.0
         self.step += 1
         self.last_loss = loss
         dt = time.perf_counter() - t0
         return {"step": self.step, "loss": loss, "lr": lr, "grad_norm": norm, "clip": clip,
                 "tokens_per_s": tokens / max(dt, 1e-9), "step_s": dt}
 
+    def _grad_buffers(self):
+        flat = getattr(self.model, "flat_buffers", None)
+        return [flat()[1]] if flat is not None else list(self.model.grads.values())
+
     def evaluate(self, batches=None) -> float | None:
         """Mean validation loss over the same `batches` batches every time (training state is left untouched)."""
         if self.val_data is None:
             return None
         cfg = self.cfg
-        batches = cfg.eval_batches if batches is None else batches
+        batches = max(1, cfg.eval_batches if batches is None else batches)
         saved = _data_state(self.val_data)
         rng = np.random.default_rng([cfg.seed, 1])  # its own stream: evaluation never moves the training RNG
-        losses = []
-        for _ in range(max(1, batches)):
+        losses = _core.Tensor.empty([batches], "float32", getattr(self.model, "device", "cpu"))
+        for i in range(batches):
             x, y = self.val_data.get_batch(cfg.batch_size, cfg.block_size, rng)
-            losses.append(self.model.forward(x, y)[1])
+            self.model.forward_loss(x, y, out=losses[i:i + 1])
         if saved is not None:
             self.val_data.load_state_dict(saved)
-        self.val_loss = float(np.mean(losses))
+        self.val_loss = float(np.mean(host_copy(losses), dtype=np.float64))  # one read for all batches
         return self.val_loss
 
     # ---- the loop -------------------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ import pytest
 
 import gptx
 from gptx.model import GPT, GPTConfig
-from gptx.optim import AdamW, clip_grad_norm
+from gptx.optim import AdamW, global_norm_into
 from tolerances import assert_close
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not gptx.cuda.is_available(), reason="no CUDA device")]
@@ -26,10 +26,16 @@ def batch(rng, cfg, B, T, ignore=0.0):
 
 
 def host_logits(model, logits):
-    V = model.config.vocab_size
-    if isinstance(logits, gptx.Tensor):
-        return np.asarray(logits.to("float32").numpy())[..., :V]
-    return np.asarray(logits)
+    """forward's logits are a (B, T, vocab_size) gptx.Tensor on the model's device, in its compute dtype."""
+    assert isinstance(logits, gptx.Tensor) and logits.shape[-1] == model.config.vocab_size
+    assert logits.device == model.device and logits.dtype == model.dtype
+    return logits.to("float32").to("cpu").numpy()
+
+
+def value(loss):
+    """The one float of a loss tensor (one element, float32, on the model's device)."""
+    assert isinstance(loss, gptx.Tensor) and loss.size == 1 and loss.dtype == "float32"
+    return loss.to("cpu").numpy().item()
 
 
 def rel_err(a, b):
@@ -49,7 +55,9 @@ def test_float32_matches_cpu(rng, cfg):
     lc, loss_c = cpu.forward(idx, tg)
     lc = np.array(lc)
     lg, loss_g = gpu.forward(idx, tg)
+    assert loss_g.device == "cuda:0"
     assert_close(host_logits(gpu, lg), lc, backend="cuda", scale=np.abs(lc).max(), what="logits")
+    loss_g, loss_c = value(loss_g), value(loss_c)
     assert abs(loss_g - loss_c) <= 1e-4 * abs(loss_c), (loss_g, loss_c)
     cpu.zero_grad()
     gpu.zero_grad()
@@ -62,17 +70,19 @@ def test_float32_matches_cpu(rng, cfg):
 
 
 def train_steps(model, cfg, batches, steps=5):
-    opt = AdamW(model.named_parameters(), model.grads, lr=1e-3, weight_decay=0.1)
+    """The Trainer's step on every device: the loss and the gradient norm stay on the device, AdamW clips with the
+    norm tensor in its one call over the flat buffers."""
+    opt = AdamW(model.named_parameters(), model.grads, lr=1e-3, weight_decay=0.1, flat=model.flat_buffers())
+    norm = gptx.Tensor.empty([1], "float32", model.device)
     losses = []
     for s in range(steps):
         idx, tg = batches[s]
         model.zero_grad()
-        _, loss = model.forward(idx, tg)
+        loss = model.forward_loss(idx, tg)
         model.backward()
-        grads = [model._g.flat] if model.device != "cpu" else model.grads
-        _, clip = clip_grad_norm(grads, 1.0)
-        opt.step(grad_scale=clip)
-        losses.append(loss)
+        global_norm_into([model.flat_buffers()[1]], norm)
+        opt.step(norm=norm, max_norm=1.0)
+        losses.append(value(loss))
     return losses
 
 
@@ -99,7 +109,7 @@ def test_bfloat16_mixed_precision_close_to_float32(rng):
     l16, loss16 = bf.forward(idx, tg)
     assert l16.dtype == "bfloat16"
     assert rel_err(host_logits(bf, l16), host_logits(f32, l32)) < 3e-2
-    assert abs(loss16 - loss32) < 2e-2 * abs(loss32)
+    assert abs(value(loss16) - value(loss32)) < 2e-2 * abs(value(loss32))
     f32.zero_grad()
     bf.zero_grad()
     f32.backward()

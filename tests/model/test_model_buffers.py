@@ -57,11 +57,12 @@ def test_names_shapes_and_the_padded_table():
     assert named[0][0] == "transformer.wte.weight" and named[-1][0] == "transformer.ln_f.bias"
     assert model.grads.keys() == dict(named).keys()
     for n, a in named:
-        assert a.dtype == np.float32 and a.flags.c_contiguous, n
-        assert model.grads[n].shape == a.shape and model.grads[n].flags.c_contiguous, n
+        assert isinstance(a, gptx.Tensor) and a.dtype == "float32" and a.device == "cpu", n
+        assert isinstance(model.grads[n], gptx.Tensor) and model.grads[n].shape == a.shape, n
+        assert np.shares_memory(a, model._p.flat) and np.shares_memory(model.grads[n], model._g.flat), n
     wte = dict(named)["transformer.wte.weight"]
     assert np.shares_memory(wte, model._p.wte) and model._p.wte.shape == (128, 48)
-    assert not model._p.wte[SMALL.vocab_size:].any()
+    assert not np.asarray(model._p.wte)[SMALL.vocab_size:].any()
     C, L, V, BS = 48, 2, 101, 64
     assert model.num_parameters() == V * C + BS * C + L * (12 * C * C + 13 * C) + 2 * C
 
@@ -76,6 +77,7 @@ def test_init_statistics():
     model = GPT(cfg, seed=0)
     proj_std = 0.02 / math.sqrt(2 * cfg.n_layer)
     for name, a in model.named_parameters():
+        a = np.asarray(a)  # a view of the CPU tensor
         if name.endswith(".bias"):
             assert not a.any(), name
         elif ".ln_" in name:
@@ -88,7 +90,7 @@ def test_init_statistics():
     same, other = GPT(cfg, seed=0), GPT(cfg, seed=1)
     np.testing.assert_array_equal(same._p.flat, model._p.flat)
     assert not np.array_equal(other._p.flat, model._p.flat)
-    assert not model._g.flat.any()
+    assert not np.asarray(model._g.flat).any()
 
 
 # --------------------------------------------------------------------------------------------- buffers
@@ -100,10 +102,12 @@ def test_buffers_are_allocated_once_per_shape(rng):
     acts = model._acts
     logits_buffer = acts.logits
     for _ in range(2):
-        logits, _ = model.forward(idx, tg)
+        logits, loss = model.forward(idx, tg)
         model.backward()
         assert model._acts is acts and acts.logits is logits_buffer
-        assert np.shares_memory(logits, logits_buffer)  # a view, not a copy
+        # vocab 101 is padded to 128: the logits the user gets are a (B, T, 101) copy, the loss a new tensor
+        assert logits.shape == (2, 37, 101) and not np.shares_memory(logits, logits_buffer)
+        assert loss.shape == (1,) and loss.dtype == "float32" and not np.shares_memory(loss, acts.losses)
     model.forward(*batch(rng, 1, 20))
     assert model._acts is not acts and model._acts.shape == (1, 20)
     assert all(a is b for a, b in zip(params, model.parameters()))
@@ -111,54 +115,54 @@ def test_buffers_are_allocated_once_per_shape(rng):
 
 def test_forward_is_deterministic_and_leaves_parameters_alone(rng):
     model = GPT(SMALL, seed=4)
-    before = model._p.flat.copy()
+    before = np.array(model._p.flat)
     idx, tg = batch(rng, 2, 37)
     l1, loss1 = model.forward(idx, tg)
-    l1 = l1.copy()
+    l1 = np.array(l1)
     model.backward()
-    g1 = model._g.flat.copy()
+    g1 = np.array(model._g.flat)
     model.zero_grad()
     l2, loss2 = model.forward(idx, tg)
     np.testing.assert_array_equal(l1, l2)
     model.backward()
-    assert loss1 == loss2
+    assert np.asarray(loss1).item() == np.asarray(loss2).item()
     np.testing.assert_array_equal(g1, model._g.flat)
     np.testing.assert_array_equal(before, model._p.flat)
-    assert not model._g.wte[SMALL.vocab_size:].any()
+    assert not np.asarray(model._g.wte)[SMALL.vocab_size:].any()
 
 
 def test_initial_loss_is_near_log_vocab(rng):
     """Small random init gives near-uniform predictions: the loss starts at ~ln(V)."""
     model = GPT(SMALL)
     _, loss = model.forward(*batch(rng, 4, 64))
-    assert abs(loss - math.log(SMALL.vocab_size)) < 0.1
+    assert abs(np.asarray(loss).item() - math.log(SMALL.vocab_size)) < 0.1
 
 
 def test_ignored_targets_do_not_count(rng):
     model = GPT(SMALL)
     idx, tg = batch(rng, 2, 10)
     logits, _ = model.forward(idx, tg)
-    lp = logits.astype(np.float64)
+    lp = np.asarray(logits).astype(np.float64)
     lp = lp - np.log(np.exp(lp - lp.max(-1, keepdims=True)).sum(-1, keepdims=True)) - lp.max(-1, keepdims=True)
     nll = -np.take_along_axis(lp, tg[..., None], -1)[..., 0]
     masked = tg.copy()
     masked[:, ::3] = -100
     _, loss = model.forward(idx, masked)
-    assert abs(loss - nll[masked != -100].mean()) < 1e-5
+    assert abs(np.asarray(loss).item() - nll[masked != -100].mean()) < 1e-5
 
 
 @pytest.mark.parametrize("how", ["deepcopy", "pickle"])
 def test_copies_keep_the_views_and_are_independent(rng, how):
     model = GPT(SMALL, seed=6)
     idx, tg = batch(rng, 2, 9)
-    ref = model.forward(idx, tg)[0].copy()
+    ref = np.array(model.forward(idx, tg)[0])
     model.backward()
     twin = copy.deepcopy(model) if how == "deepcopy" else pickle.loads(pickle.dumps(model))
     np.testing.assert_array_equal(twin._g.flat, model._g.flat)
     np.testing.assert_array_equal(twin.forward(idx)[0], ref)
     wte = dict(twin.named_parameters())["transformer.wte.weight"]
     assert np.shares_memory(wte, twin._p.wte) and not np.shares_memory(wte, model._p.flat)
-    wte[0] += 1  # the copy's table, as its forward sees it
+    np.asarray(wte)[0] += 1  # the copy's table, as its forward sees it
     assert not np.array_equal(twin.forward(idx)[0], ref)
     np.testing.assert_array_equal(model.forward(idx)[0], ref)
 
@@ -182,11 +186,11 @@ def test_any_integer_dtype(rng):
     model = GPT(SMALL)
     idx, tg = batch(rng, 2, 7)
     ref, loss = model.forward(idx.astype(np.int64), tg.astype(np.int64))
-    ref = ref.copy()
+    ref = np.array(ref)
     for dt in (np.int32, np.uint8, np.int16, np.uint16):
         logits, l2 = model.forward(idx.astype(dt), tg.astype(dt) if dt != np.uint8 else tg.astype(np.int16))
         np.testing.assert_array_equal(logits, ref)
-        assert l2 == loss
+        assert np.asarray(l2).item() == np.asarray(loss).item()
     # a non-contiguous view works too
     big = np.zeros((2, 14), dtype=np.int64)
     big[:, ::2] = idx

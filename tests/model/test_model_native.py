@@ -117,7 +117,7 @@ def test_prefill_decode_argument_errors(model):
         decode(model, cache, [0], [1])
     with pytest.raises(ValueError, match="one token per distinct slot"):
         decode(model, cache, [1, 1], [1, 2])
-    assert list(cache.lengths) == [4, 0]  # nothing changed by the rejected calls
+    assert np.asarray(cache.lengths).tolist() == [4, 0]  # nothing changed by the rejected calls
     other = KVCache(n_layer=3, batch=1, n_head=2, max_len=4, head_size=16)
     with pytest.raises(ValueError, match="does not fit the model"):
         prefill(model, other, 0, [1])

@@ -115,7 +115,13 @@ def test_config_checks_and_divergence(tmp_path):
     model = GPT(GPTConfig(**SHAPE))
     model.load_state_dict({n: np.full_like(p, np.nan) if n.endswith("ln_f.weight") else p
                            for n, p in model.state_dict().items()})
+    before = model.state_dict()
     trainer = Trainer(model, TrainConfig(steps=3, batch_size=2, block_size=16, progress=False, log_every=0),
                       *shakespeare(20_000))
     with pytest.raises(FloatingPointError, match="step 1"):
         trainer.fit()
+    # the diverged update was skipped: parameters (NaN where they were) and moments untouched, no step counted
+    for name, a in model.state_dict().items():
+        np.testing.assert_array_equal(a, before[name], err_msg=name)
+    assert trainer.step == 0 and trainer.opt.step_count == 0
+    assert not any(np.asarray(m).any() for m in trainer.opt.m.values())
