@@ -113,6 +113,35 @@ def test_buffers_are_allocated_once_per_shape(rng):
     assert all(a is b for a, b in zip(params, model.parameters()))
 
 
+def test_unpadded_vocabulary_logits_are_the_buffer(rng):
+    """vocab_size a multiple of 64: no padded columns to drop, so the logits are the model's buffer (no copy)."""
+    model = GPT(GPTConfig(n_layer=1, n_head=2, n_embd=16, block_size=16, vocab_size=64))
+    idx, tg = batch(rng, 2, 5, V=64)
+    logits, loss = model.forward(idx, tg)
+    assert logits.shape == (2, 5, 64) and np.shares_memory(logits, model._acts.logits)
+    assert loss.shape == (1,) and np.isfinite(np.asarray(loss).item())
+
+
+def test_forward_loss_is_forward_without_the_logits(rng):
+    model = GPT(SMALL, seed=2)
+    idx, tg = batch(rng, 2, 9)
+    tg[0, :4] = -100
+    _, loss = model.forward(idx, tg)
+    model.backward()
+    grads = np.array(model._g.flat)
+    model.zero_grad()
+    out = gptx.Tensor.zeros([3])
+    got = model.forward_loss(idx, tg, out=out[1:2])  # written where it is asked to be, e.g. a slot of a stats tensor
+    model.backward()
+    assert got.shape == (1,) and np.shares_memory(got, out)
+    assert np.asarray(out).tolist() == [0.0, np.asarray(loss).item(), 0.0]
+    np.testing.assert_array_equal(model._g.flat, grads)
+    fresh = model.forward_loss(idx, tg)
+    assert not np.shares_memory(fresh, out) and np.asarray(fresh).item() == np.asarray(loss).item()
+    with pytest.raises(ValueError, match="targets are required"):
+        model.forward_loss(idx, None)
+
+
 def test_forward_is_deterministic_and_leaves_parameters_alone(rng):
     model = GPT(SMALL, seed=4)
     before = np.array(model._p.flat)

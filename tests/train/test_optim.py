@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 
 from conftest import randn
-from gptx.optim import AdamW, clip_grad_norm, lr_schedule
+import gptx
+from gptx.model import GPT, GPTConfig
+from gptx.optim import AdamW, clip_grad_norm, global_norm_into, lr_schedule
 from tolerances import assert_close
 
 SHAPES = {"w": (7, 5), "emb": (11, 3), "b": (5,), "ln": (3,), "big": (200, 201)}  # big: above the parallel threshold
@@ -93,6 +95,61 @@ def test_state_dict_round_trip(rng):
     del bad["v"]["b"]
     with pytest.raises(ValueError, match="missing"):
         opt2.load_state_dict({"step": 1, "m": sd["m"], "v": bad["v"]})
+
+
+def _gpt_with_grads(seed):
+    model = GPT(GPTConfig(n_layer=2, n_head=2, n_embd=32, block_size=16, vocab_size=70), seed=seed)
+    r = np.random.default_rng(seed)
+    for name, g in model.grads.items():
+        g.copy_(r.standard_normal(g.shape, dtype=np.float32) * np.float32(0.05))
+    return model
+
+
+@pytest.mark.parametrize("max_norm", [0.0, 0.5], ids=["noclip", "clip"])
+def test_flat_step_equals_one_step_per_parameter(max_norm):
+    """One call over GPT's flat buffers (decay on the >= 2-D parameters' ranges, gaps and padding left at zero) gives
+    what one call per parameter gives, bit for bit; the moments keep their per-name views and checkpoint names."""
+    a, b = _gpt_with_grads(3), _gpt_with_grads(3)
+    flat = AdamW(a.named_parameters(), a.grads, lr=1e-2, weight_decay=0.1, flat=a.flat_buffers())
+    each = AdamW(b.named_parameters(), b.grads, lr=1e-2, weight_decay=0.1)
+    norm = gptx.Tensor.zeros([1])
+    for _ in range(3):
+        global_norm_into([a.flat_buffers()[1]], norm)
+        flat.step(norm=norm, max_norm=max_norm, norm_scale=0.5, grad_scale=0.5)
+        each.step(norm=norm, max_norm=max_norm, norm_scale=0.5, grad_scale=0.5)
+    np.testing.assert_array_equal(a.flat_buffers()[0], b.flat_buffers()[0])
+    sa, sb = flat.state_dict(), each.state_dict()
+    assert sa["step"] == sb["step"] == 3 and set(sa["m"]) == set(sb["m"]) == set(dict(a.named_parameters()))
+    for key in ("m", "v"):
+        for n in sb[key]:
+            np.testing.assert_array_equal(sa[key][n], sb[key][n], err_msg=f"{key} {n}")
+    # the bytes that belong to no parameter (alignment gaps, wte's padding rows) stayed zero
+    outside = np.ones(a.flat_buffers()[0].size, dtype=bool)
+    for _, p in a.named_parameters():
+        off = (p.data_ptr - a.flat_buffers()[0].data_ptr) // 4
+        outside[off:off + p.size] = False
+    assert outside.sum() > 12 * 32  # wte's padding rows (70 -> 128) at least
+    for buf in (a.flat_buffers()[0], flat._m_flat, flat._v_flat):
+        assert not np.asarray(buf)[outside].any()
+    each.load_state_dict(sa)  # one format: a flat optimizer's state loads into a per-parameter one and back
+    flat.load_state_dict(each.state_dict())
+
+
+def test_non_finite_norm_skips_the_update():
+    model = _gpt_with_grads(4)
+    opt = AdamW(model.named_parameters(), model.grads, lr=1e-2, flat=model.flat_buffers())
+    before = np.array(model.flat_buffers()[0])
+    norm = gptx.Tensor(np.array([np.inf], np.float32))
+    opt.step(norm=norm, max_norm=1.0)
+    np.testing.assert_array_equal(model.flat_buffers()[0], before)
+    assert not np.asarray(opt._m_flat).any() and not np.asarray(opt._v_flat).any()
+
+
+def test_flat_buffers_must_hold_the_parameters(rng):
+    model = _gpt_with_grads(5)
+    other = _gpt_with_grads(5)
+    with pytest.raises(ValueError, match="not a view of the flat buffers"):
+        AdamW(model.named_parameters(), model.grads, flat=other.flat_buffers())
 
 
 def test_adamw_checks_arguments(rng):
