@@ -7,7 +7,6 @@
 #include <limits>
 
 #include "core/dtype_convert.h"
-#include "cuda/kernels.h"
 #include "cuda/runtime.h"
 #include "gptx/error.h"
 

@@ -4,12 +4,14 @@
 #include <string>
 #include <vector>
 
-#include "cpu/kernel_table.h"
+#include "backend/kernel_table.h"
 #include "gptx/error.h"
 #include "gptx/runtime.h"
 
 namespace gptx {
 namespace cpu {
+
+using backend::KernelTable;
 
 namespace {
 
@@ -33,17 +35,17 @@ bool cpu_has_avx512() {
 }
 
 const KernelTable* table_by_name(const std::string& name) {
-    if (name == "generic") return kernels_generic();
-    if (name == "reference") return kernels_reference();
-    if (name == "avx2") return cpu_has_avx2() ? kernels_avx2() : nullptr;
-    if (name == "avx512") return cpu_has_avx512() ? kernels_avx512() : nullptr;
+    if (name == "generic") return backend::cpu_kernels_generic();
+    if (name == "reference") return backend::cpu_kernels_reference();
+    if (name == "avx2") return cpu_has_avx2() ? backend::cpu_kernels_avx2() : nullptr;
+    if (name == "avx512") return cpu_has_avx512() ? backend::cpu_kernels_avx512() : nullptr;
     return nullptr;
 }
 
 const KernelTable* best_table() {
-    if (cpu_has_avx512()) return kernels_avx512();
-    if (cpu_has_avx2()) return kernels_avx2();
-    return kernels_generic();
+    if (cpu_has_avx512()) return backend::cpu_kernels_avx512();
+    if (cpu_has_avx2()) return backend::cpu_kernels_avx2();
+    return backend::cpu_kernels_generic();
 }
 
 const KernelTable* initial_table() {
@@ -63,11 +65,11 @@ std::atomic<const KernelTable*>& current() {
 
 }  // namespace
 
-const KernelTable& active() { return *current().load(std::memory_order_acquire); }
-
 }  // namespace cpu
 
-std::string cpu_isa() { return cpu::active().name; }
+const backend::KernelTable& backend::cpu_kernels() { return *cpu::current().load(std::memory_order_acquire); }
+
+std::string cpu_isa() { return backend::cpu_kernels().name; }
 
 std::vector<std::string> available_cpu_isas() {
     std::vector<std::string> names = {"reference", "generic"};
@@ -77,7 +79,7 @@ std::vector<std::string> available_cpu_isas() {
 }
 
 void set_cpu_isa(const std::string& name) {
-    const cpu::KernelTable* t = cpu::table_by_name(name);
+    const backend::KernelTable* t = cpu::table_by_name(name);
     if (t == nullptr)
         throw Error("set_cpu_isa: argument 'name'='" + name +
                     "' is not a CPU path this machine can run (choose generic, avx2, avx512 or reference)");

@@ -1,38 +1,63 @@
-// kernels.h — declarations of one backend's kernels (the namespace is the ISA this unit is compiled for).
-// Semantics of every function are documented on the matching KernelTable member in kernel_table.h.
+// kernels.h — declarations of one CPU path's kernels (the namespace is the ISA this unit is compiled for).
+// Each takes its op's parameter struct; semantics are documented on the struct in backend/params.h. The CPU paths
+// declare float32 only (Capabilities in table.cc), so every void* below holds float32.
 #pragma once
+#include <cmath>
+#include <limits>
+
+#include "backend/params.h"
 #include "isa_ns.h"
-#include "kernel_table.h"
 
 namespace gptx {
 namespace cpu {
+using namespace backend;  // the parameter structs
 namespace GPTX_ISA_NS {
 
-void gemm(const GemmArgs& args);
-void bias_backward(float* dbias, const float* dout, int64_t N, int64_t OC, bool accumulate);
-void softmax_forward(float* out, const float* inp, int64_t rows, int64_t L, float scale, int64_t causal_Tq);
-void softmax_backward(float* dinp, const float* dout, const float* out, int64_t rows, int64_t L, float scale);
+// The float32 view of an activation pointer of the contract (the CPU paths take float32 only).
+static inline float* f32(void* x) { return static_cast<float*>(x); }
+static inline const float* f32(const void* x) { return static_cast<const float*>(x); }
+
+// The mean of losses over the rows whose target is not ignore_index, summed in double in row order so every CPU
+// path gives the same bits; NaN when every row is ignored (torch's mean of nothing).
+static inline float mean_loss(const float* losses, const int32_t* targets, int64_t N, int32_t ignore_index) {
+    double sum = 0.0;
+    int64_t count = 0;
+    for (int64_t i = 0; i < N; i++)
+        if (targets[i] != ignore_index) {
+            sum += losses[i];
+            count++;
+        }
+    return count ? (float)(sum / (double)count) : std::numeric_limits<float>::quiet_NaN();
+}
+
+// The factor AdamW multiplies every gradient by: grad_scale times the clip coefficient of the norm (params.h). False
+// when the scaled norm is not finite: the step is then skipped.
+static inline bool adamw_grad_scale(const AdamWParams& p, float* scale) {
+    *scale = p.grad_scale;
+    if (p.norm == nullptr) return true;
+    const float norm = *p.norm * p.norm_scale;
+    if (!std::isfinite(norm)) return false;
+    *scale = p.grad_scale * clip_coefficient(norm, p.max_norm);
+    return true;
+}
+
+void matmul_forward(const MatmulParams& p);
+void bias_backward(const BiasBackwardParams& p);
+void softmax_forward(const SoftmaxParams& p);
+void softmax_backward(const SoftmaxBackwardParams& p);
 void attention_forward(const AttentionParams& p);
 void attention_backward(const AttentionBackwardParams& p);
-void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* weight,
-                       const float* bias, int64_t N, int64_t C, float eps);
-void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
-                        const float* weight, const float* mean, const float* rstd, int64_t N, int64_t C,
-                        bool accumulate);
-void gelu_forward(float* out, const float* inp, int64_t n);
-void gelu_backward(float* dinp, const float* inp, const float* dout, int64_t n, bool accumulate);
-void embedding_forward(float* out, const int32_t* idx, const float* wte, const float* wpe, int64_t B, int64_t T,
-                       int64_t C, int64_t pos_offset);
-void embedding_backward(float* dwte, float* dwpe, const float* dout, const int32_t* idx, int64_t B, int64_t T,
-                        int64_t C, int64_t pos_offset);
-void add_forward(float* out, const float* a, const float* b, int64_t n);
-void cross_entropy_forward(float* losses, float* lse, const float* logits, const int32_t* targets, int64_t N,
-                           int64_t V, int64_t Vp, int32_t ignore_index);
-void cross_entropy_backward(float* dlogits, const float* logits, const float* lse, const int32_t* targets,
-                            const float* dlosses, int64_t N, int64_t V, int64_t Vp, int32_t ignore_index,
-                            bool accumulate);
-void adamw_step(float* param, const float* grad, float* m, float* v, int64_t n, const AdamWParams& hp);
-double sum_squares(const float* x, int64_t n);
+void layernorm_forward(const LayernormParams& p);
+void layernorm_backward(const LayernormBackwardParams& p);
+void gelu_forward(const GeluParams& p);
+void gelu_backward(const GeluBackwardParams& p);
+void add_forward(const AddParams& p);
+void embedding_forward(const EmbeddingParams& p);
+void embedding_backward(const EmbeddingBackwardParams& p);
+void cross_entropy_forward(const CrossEntropyParams& p);
+void cross_entropy_backward(const CrossEntropyBackwardParams& p);
+void adamw_step(const AdamWParams& p);
+void global_norm(const GlobalNormParams& p);
 
 }  // namespace GPTX_ISA_NS
 }  // namespace cpu

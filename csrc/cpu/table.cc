@@ -1,5 +1,6 @@
-// table.cc — gathers one backend's kernels into its KernelTable (compiled once per ISA and once for the reference).
+// table.cc — gathers one CPU path's kernels into its KernelTable (compiled once per ISA and once for the reference).
 #include "kernels.h"
+#include "backend/kernel_table.h"
 
 #define GPTX_CAT_(a, b) a##b
 #define GPTX_CAT(a, b) GPTX_CAT_(a, b)
@@ -7,13 +8,15 @@
 #define GPTX_STR(a) GPTX_STR_(a)
 
 namespace gptx {
-namespace cpu {
+namespace backend {
 
-const KernelTable* GPTX_CAT(kernels_, GPTX_ISA_NS)() {
-    namespace k = GPTX_ISA_NS;
+const KernelTable* GPTX_CAT(cpu_kernels_, GPTX_ISA_NS)() {
+    namespace k = cpu::GPTX_ISA_NS;
+    // float32 only, any head size.
     static const KernelTable table = {
         GPTX_STR(GPTX_ISA_NS),
-        &k::gemm,
+        Capabilities{},
+        &k::matmul_forward,
         &k::bias_backward,
         &k::softmax_forward,
         &k::softmax_backward,
@@ -23,16 +26,16 @@ const KernelTable* GPTX_CAT(kernels_, GPTX_ISA_NS)() {
         &k::layernorm_backward,
         &k::gelu_forward,
         &k::gelu_backward,
+        &k::add_forward,
         &k::embedding_forward,
         &k::embedding_backward,
-        &k::add_forward,
         &k::cross_entropy_forward,
         &k::cross_entropy_backward,
         &k::adamw_step,
-        &k::sum_squares,
+        &k::global_norm,
     };
     return &table;
 }
 
-}  // namespace cpu
+}  // namespace backend
 }  // namespace gptx

@@ -1,11 +1,14 @@
-// adamw.cu — the fused AdamW step and sum of squares on the GPU (semantics of csrc/ref/ref_adamw.cc).
+// adamw.cu — the fused AdamW step and the global norm on the GPU (semantics of csrc/ref/ref_adamw.cc).
 //
 // adamw_step:  elementwise grid-stride loop (float4 packs when all four arrays are 16-byte aligned), the same
 //              double-precision arithmetic as the CPU reference: scalars computed once on the host in double,
-//              m and v rounded to float and the update taken from the stored (float) m and v, as torch does.
-// sum_squares: deterministic two-pass reduction in double: a grid fixed by n alone (<= 1024 blocks of 256) writes
+//              m and v rounded to float and the update taken from the stored (float) m and v, as torch does. With a
+//              norm pointer every thread reads the norm and computes the same clip factor (or skips the step when
+//              the norm is not finite): clipping needs no host round trip.
+// global_norm: per array a deterministic two-pass reduction in double: a grid fixed by n alone (<= 1024 blocks of 256) writes
 //              one partial per block (fixed-order tree inside the block), then one block adds the partials in a fixed
-//              order. The launcher copies the result to the host and synchronises its stream.
+//              order; a last single-thread kernel adds the arrays' sums in order and writes the square root. Only a
+//              caller that wants the number on the host waits for it.
 #include <cmath>
 #include <cstdint>
 
@@ -32,7 +35,13 @@ __device__ __forceinline__ void adam_one(float& p, float g_in, float& m, float& 
 }
 
 __global__ void adamw_kernel(float* __restrict__ param, const float* __restrict__ grad, float* __restrict__ m,
-                             float* __restrict__ v, int64_t n, AdamScalars a, bool vec) {
+                             float* __restrict__ v, int64_t n, AdamScalars a, bool vec, const float* __restrict__ norm,
+                             float max_norm, float norm_scale, float grad_scale) {
+    if (norm != nullptr) {  // the same value in every thread: all skip or all clip alike
+        const float scaled = *norm * norm_scale;
+        if (!isfinite(scaled)) return;
+        a.grad_scale = grad_scale * backend::clip_coefficient(scaled, max_norm);
+    }
     const int64_t stride = (int64_t)gridDim.x * blockDim.x;
     const int64_t start = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     int64_t tail = 0;
@@ -106,9 +115,19 @@ __global__ void __launch_bounds__(kThreads) sum_partials_kernel(double* __restri
     if (threadIdx.x == 0) *out = r;
 }
 
+// The arrays' sums added in order (one thread: a few hundred values at most), and the norm rounded to float32.
+__global__ void norm_total_kernel(double* __restrict__ total, float* __restrict__ norm, const double* __restrict__ sums,
+                                  int64_t count) {
+    double acc = 0.0;
+    for (int64_t t = 0; t < count; t++) acc += sums[t];
+    *total = acc;
+    if (norm != nullptr) *norm = (float)sqrt(acc);
+}
+
 }  // namespace
 
-void adamw_step(float* param, const float* grad, float* m, float* v, int64_t n, const AdamWParams& hp) {
+void adamw_step(const AdamWParams& hp) {
+    const int64_t n = hp.n;
     if (n <= 0) return;
     AdamScalars a;
     a.b1 = hp.beta1;
@@ -120,38 +139,47 @@ void adamw_step(float* param, const float* grad, float* m, float* v, int64_t n, 
     a.step_size = lr / bias_correction1;
     a.decay = 1.0 - lr * (double)hp.weight_decay;
     a.grad_scale = hp.grad_scale;
-    const bool vec = aligned16(param) && aligned16(grad) && aligned16(m) && aligned16(v);
+    const bool vec = aligned16(hp.param) && aligned16(hp.grad) && aligned16(hp.m) && aligned16(hp.v);
     const int64_t work = vec ? n / 4 + 4 : n;
-    adamw_kernel<<<blocks_for(work, kThreads), kThreads, 0, stream()>>>(param, grad, m, v, n, a, vec);
+    adamw_kernel<<<blocks_for(work, kThreads), kThreads, 0, stream()>>>(hp.param, hp.grad, hp.m, hp.v, n, a, vec,
+                                                                        hp.norm, hp.max_norm, hp.norm_scale,
+                                                                        hp.grad_scale);
     GPTX_CUDA_CHECK_LAUNCH("adamw_step");
 }
 
-double sum_squares(const void* x, DType dtype, int64_t n) {
-    if (n <= 0) return 0.0;
+void global_norm(const GlobalNormParams& p) {
+    if (p.count <= 0) return;
     int dev = 0;
     GPTX_CUDA_CHECK(cudaGetDevice(&dev));
-    // One partial per block, then the final sum: (kMaxPartials + 1) doubles.
-    std::shared_ptr<void> scratch = allocate((kMaxPartials + 1) * sizeof(double), dev);
+    // One partial per block (reused by every array: the stream orders them), one sum per array, the total.
+    const size_t doubles = kMaxPartials + static_cast<size_t>(p.count) + 1;
+    std::shared_ptr<void> scratch = allocate(doubles * sizeof(double), dev);
     double* partials = static_cast<double*>(scratch.get());
-    double* result = partials + kMaxPartials;
+    double* sums = partials + kMaxPartials;
+    double* total = sums + p.count;
     cudaStream_t s = stream();
-    // The grid depends on n only (about 16 elements per thread, at most kMaxPartials blocks): the summation order,
-    // hence the result, is the same on every run and every device.
-    int64_t blocks = (n + kThreads * 16 - 1) / (kThreads * 16);
-    if (blocks > kMaxPartials) blocks = kMaxPartials;
-    if (blocks < 1) blocks = 1;
-    dispatch_float(dtype, "sum_squares", [&](auto tag) {
-        using T = decltype(tag);
-        sum_squares_partial_kernel<T><<<static_cast<unsigned>(blocks), kThreads, 0, s>>>(
-            partials, static_cast<const T*>(x), n, aligned16(x));
-        GPTX_CUDA_CHECK_LAUNCH("sum_squares_partial");
-    });
-    sum_partials_kernel<<<1, kThreads, 0, s>>>(result, partials, static_cast<int>(blocks));
-    GPTX_CUDA_CHECK_LAUNCH("sum_squares_final");
-    double host = 0.0;
-    GPTX_CUDA_CHECK(cudaMemcpyAsync(&host, result, sizeof(double), cudaMemcpyDeviceToHost, s));
-    GPTX_CUDA_CHECK(cudaStreamSynchronize(s));
-    return host;
+    for (int64_t t = 0; t < p.count; t++) {
+        const int64_t n = p.n[t];
+        // The grid depends on n only (about 16 elements per thread, at most kMaxPartials blocks): the summation
+        // order, hence the result, is the same on every run and every device.
+        int64_t blocks = (n + kThreads * 16 - 1) / (kThreads * 16);
+        if (blocks > kMaxPartials) blocks = kMaxPartials;
+        if (blocks < 1) blocks = 1;
+        dispatch_float(p.dtype[t], "global_norm", [&](auto tag) {
+            using T = decltype(tag);
+            sum_squares_partial_kernel<T><<<static_cast<unsigned>(blocks), kThreads, 0, s>>>(
+                partials, static_cast<const T*>(p.x[t]), n, aligned16(p.x[t]));
+            GPTX_CUDA_CHECK_LAUNCH("global_norm (partials)");
+        });
+        sum_partials_kernel<<<1, kThreads, 0, s>>>(sums + t, partials, static_cast<int>(blocks));
+        GPTX_CUDA_CHECK_LAUNCH("global_norm (sum)");
+    }
+    norm_total_kernel<<<1, 1, 0, s>>>(total, p.norm, sums, p.count);
+    GPTX_CUDA_CHECK_LAUNCH("global_norm (total)");
+    if (p.sumsq != nullptr) {
+        GPTX_CUDA_CHECK(cudaMemcpyAsync(p.sumsq, total, sizeof(double), cudaMemcpyDeviceToHost, s));
+        GPTX_CUDA_CHECK(cudaStreamSynchronize(s));
+    }
 }
 
 }  // namespace cuda

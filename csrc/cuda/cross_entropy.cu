@@ -155,12 +155,45 @@ __global__ void __launch_bounds__(kThreads) cross_entropy_backward_kernel(T* dlo
     }
 }
 
+// The mean of losses over the rows whose target is kept (cross_entropy_forward's `loss`): one block, each thread a
+// strided share summed in double, then a fixed-order tree, so the result is the same on every run.
+__global__ void __launch_bounds__(kThreads) mean_loss_kernel(float* __restrict__ loss, const float* __restrict__ losses,
+                                                             const int32_t* __restrict__ targets, int64_t N,
+                                                             int32_t ignore_index) {
+    __shared__ double s_sum[kThreads];
+    __shared__ int64_t s_count[kThreads];
+    double sum = 0.0;
+    int64_t count = 0;
+    for (int64_t i = threadIdx.x; i < N; i += kThreads)
+        if (targets[i] != ignore_index) {
+            sum += losses[i];
+            count++;
+        }
+    s_sum[threadIdx.x] = sum;
+    s_count[threadIdx.x] = count;
+    __syncthreads();
+    for (int w = kThreads / 2; w > 0; w >>= 1) {
+        if (threadIdx.x < w) {
+            s_sum[threadIdx.x] += s_sum[threadIdx.x + w];
+            s_count[threadIdx.x] += s_count[threadIdx.x + w];
+        }
+        __syncthreads();
+    }
+    if (threadIdx.x == 0) *loss = s_count[0] ? (float)(s_sum[0] / (double)s_count[0]) : nanf("");
+}
+
 unsigned row_grid(int64_t N) { return static_cast<unsigned>(N < (1LL << 30) ? N : (1LL << 30)); }
 
 }  // namespace
 
-void cross_entropy_forward(float* losses, float* lse, const void* logits, const int32_t* targets, DType dtype,
-                           int64_t N, int64_t V, int64_t Vp, int32_t ignore_index) {
+void cross_entropy_forward(const CrossEntropyParams& p) {
+    float* losses = p.losses;
+    float* lse = p.lse;
+    const void* logits = p.logits;
+    const int32_t* targets = p.targets;
+    const DType dtype = p.dtype;
+    const int64_t N = p.N, V = p.V, Vp = p.Vp;
+    const int32_t ignore_index = p.ignore_index;
     if (N <= 0) return;
     dispatch_float(dtype, "cross_entropy_forward", [&](auto tag) {
         using T = decltype(tag);
@@ -169,11 +202,22 @@ void cross_entropy_forward(float* losses, float* lse, const void* logits, const 
             losses, lse, static_cast<const T*>(logits), targets, N, V, Vp, ignore_index, vec);
         GPTX_CUDA_CHECK_LAUNCH("cross_entropy_forward");
     });
+    if (p.loss != nullptr) {
+        mean_loss_kernel<<<1, kThreads, 0, stream()>>>(p.loss, losses, targets, N, ignore_index);
+        GPTX_CUDA_CHECK_LAUNCH("cross_entropy_forward (mean)");
+    }
 }
 
-void cross_entropy_backward(void* dlogits, const void* logits, const float* lse, const int32_t* targets,
-                            const float* dlosses, DType dtype, int64_t N, int64_t V, int64_t Vp, int32_t ignore_index,
-                            bool accumulate) {
+void cross_entropy_backward(const CrossEntropyBackwardParams& p) {
+    void* dlogits = p.dlogits;
+    const void* logits = p.logits;
+    const float* lse = p.lse;
+    const int32_t* targets = p.targets;
+    const float* dlosses = p.dlosses;
+    const DType dtype = p.dtype;
+    const int64_t N = p.N, V = p.V, Vp = p.Vp;
+    const int32_t ignore_index = p.ignore_index;
+    const bool accumulate = p.accumulate;
     if (N <= 0) return;
     dispatch_float(dtype, "cross_entropy_backward", [&](auto tag) {
         using T = decltype(tag);

@@ -98,8 +98,13 @@ __global__ void __launch_bounds__(kThreads) embedding_backward_dwte_kernel(float
 
 }  // namespace
 
-void embedding_forward(void* out, const int32_t* idx, const void* wte, const void* wpe, DType dtype, int64_t B,
-                       int64_t T, int64_t C, int64_t pos_offset) {
+void embedding_forward(const EmbeddingParams& p) {
+    void* out = p.out;
+    const int32_t* idx = p.idx;
+    const void* wte = p.wte;
+    const void* wpe = p.wpe;
+    const DType dtype = p.dtype;
+    const int64_t B = p.B, T = p.T, C = p.C, pos_offset = p.pos_offset;
     const int64_t BT = B * T;
     if (BT <= 0 || C <= 0) return;
     dispatch_float(dtype, "embedding_forward", [&](auto tag) {
@@ -114,8 +119,13 @@ void embedding_forward(void* out, const int32_t* idx, const void* wte, const voi
     });
 }
 
-void embedding_backward(float* dwte, float* dwpe, const void* dout, const int32_t* idx, DType dtype, int64_t B,
-                        int64_t T, int64_t C, int64_t pos_offset) {
+void embedding_backward(const EmbeddingBackwardParams& p) {
+    float* dwte = p.dwte;
+    float* dwpe = p.dwpe;
+    const void* dout = p.dout;
+    const int32_t* idx = p.idx;
+    const DType dtype = p.dtype;
+    const int64_t B = p.B, T = p.T, C = p.C, pos_offset = p.pos_offset;
     const int64_t BT = B * T;
     if (BT <= 0 || C <= 0) return;
     dispatch_float(dtype, "embedding_backward", [&](auto tag) {

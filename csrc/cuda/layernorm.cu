@@ -205,8 +205,16 @@ unsigned row_blocks(int64_t N) { return blocks_for(N, kWarps, 65535LL * 16); }
 
 }  // namespace
 
-void layernorm_forward(void* out, float* mean, float* rstd, const void* inp, const float* weight, const float* bias,
-                       DType dtype, int64_t N, int64_t C, float eps) {
+void layernorm_forward(const LayernormParams& p) {
+    void* out = p.out;
+    float* mean = p.mean;
+    float* rstd = p.rstd;
+    const void* inp = p.inp;
+    const float* weight = p.weight;
+    const float* bias = p.bias;
+    const DType dtype = p.dtype;
+    const int64_t N = p.N, C = p.C;
+    const float eps = p.eps;
     if (N <= 0 || C <= 0) return;
     dispatch_float(dtype, "layernorm_forward", [&](auto tag) {
         using T = decltype(tag);
@@ -217,9 +225,18 @@ void layernorm_forward(void* out, float* mean, float* rstd, const void* inp, con
     });
 }
 
-void layernorm_backward(void* dinp, float* dweight, float* dbias, const void* dout, const void* inp,
-                        const float* weight, const float* mean, const float* rstd, DType dtype, int64_t N, int64_t C,
-                        bool accumulate) {
+void layernorm_backward(const LayernormBackwardParams& p) {
+    void* dinp = p.dinp;
+    float* dweight = p.dweight;
+    float* dbias = p.dbias;
+    const void* dout = p.dout;
+    const void* inp = p.inp;
+    const float* weight = p.weight;
+    const float* mean = p.mean;
+    const float* rstd = p.rstd;
+    const DType dtype = p.dtype;
+    const int64_t N = p.N, C = p.C;
+    const bool accumulate = p.accumulate;
     if (N <= 0 || C <= 0) return;
     dispatch_float(dtype, "layernorm_backward", [&](auto tag) {
         using T = decltype(tag);

@@ -1,4 +1,5 @@
-// runtime.h — the CUDA runtime services only the library itself uses (memory, copies, device selection), as plain
+// runtime.h — the CUDA runtime services only the library itself uses (memory, copies, fill and dtype conversion of
+// device memory, device selection), as plain
 // C++ so that csrc/core and csrc/ops compile without the CUDA toolkit; what users see (streams, synchronise, memory
 // statistics, device properties) is declared in the public gptx/runtime.h. Implemented by runtime.cu (CUDA builds) and
 // no_cuda.cc (builds without CUDA: every call throws a clear gptx::TypeError).
@@ -28,6 +29,12 @@ void copy_2d(void* dst, size_t dpitch, const Device& dst_device, const void* src
 
 // Sets `bytes` bytes at p to zero (enqueued on the current stream of `device`).
 void zero(void* p, size_t bytes, int device);
+
+// out = value for n elements of `dtype` (the element's bytes are the CPU's conversion of value, so a fill writes
+// exactly the bits the CPU's fill would). Enqueued on the current stream.
+void fill(void* out, DType dtype, int64_t n, double value);
+// out = in converted (float32 <-> bfloat16/float16 round to nearest even, ints like a C cast), on the current stream.
+void cast(void* out, DType out_dtype, const void* in, DType in_dtype, int64_t n);
 
 // Makes `device` current for the lifetime of the guard (restores the previous one).
 class DeviceGuard {

@@ -121,8 +121,12 @@ constexpr int64_t kMaxGrid = 1LL << 30;
 
 }  // namespace
 
-void softmax_forward(void* out, const void* inp, DType dtype, int64_t rows, int64_t L, float scale,
-                     int64_t causal_Tq) {
+void softmax_forward(const SoftmaxParams& p) {
+    void* out = p.out;
+    const void* inp = p.inp;
+    const DType dtype = p.dtype;
+    const int64_t rows = p.rows, L = p.L, causal_Tq = p.causal_Tq;
+    const float scale = p.scale;
     if (rows <= 0 || L <= 0) return;
     dispatch_float(dtype, "softmax_forward", [&](auto tag) {
         using T = decltype(tag);
@@ -140,8 +144,13 @@ void softmax_forward(void* out, const void* inp, DType dtype, int64_t rows, int6
     });
 }
 
-void softmax_backward(void* dinp, const void* dout, const void* out, DType dtype, int64_t rows, int64_t L,
-                      float scale) {
+void softmax_backward(const SoftmaxBackwardParams& p) {
+    void* dinp = p.dinp;
+    const void* dout = p.dout;
+    const void* out = p.out;
+    const DType dtype = p.dtype;
+    const int64_t rows = p.rows, L = p.L;
+    const float scale = p.scale;
     if (rows <= 0 || L <= 0) return;
     dispatch_float(dtype, "softmax_backward", [&](auto tag) {
         using T = decltype(tag);

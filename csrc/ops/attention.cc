@@ -1,9 +1,6 @@
 // attention.cc — validation and dispatch of attention_forward / attention_backward (separate and packed layouts).
 #include <cmath>
 
-#include "cpu/kernel_table.h"
-#include "cuda/kernels.h"
-#include "cuda/runtime.h"
 #include "gptx/ops.h"
 #include "ops/check.h"
 
@@ -58,22 +55,24 @@ AttentionLayout check_layout(const Check& c, const Tensor& q, const Tensor& k, c
     if (causal && L.Tq > L.Tk)
         c.fail("q", "has " + std::to_string(L.Tq) + " rows but only " + std::to_string(L.Tk) +
                         " keys; causal attention needs Tq <= Tk");
+    const int64_t max_hs = c.kernels().caps.max_head_size;
+    if (max_hs > 0 && L.HS > max_hs)
+        c.fail("q", "has head size " + std::to_string(L.HS) + " but the " + c.kernels().name +
+                        " backend supports head sizes up to " + std::to_string(max_hs));
     L.out_shape = {L.B, L.Tq, L.NH, L.HS};
     L.lse_shape = {L.B, L.NH, L.Tq};
     return L;
 }
 
-// The pointer/stride part of the kernel parameters, for either backend (Params: cpu:: or cuda::AttentionParams).
-// Pointers are offset in elements of the activation dtype.
-template <typename Params>
-Params make_params(const AttentionLayout& L, const Tensor& q, const Tensor& k, const Tensor& v, bool causal,
-                   float scale) {
-    using Ptr = decltype(Params{}.q);
+// The kernel parameters of the q, k, v views (pointers offset in elements of the activation dtype).
+backend::AttentionParams make_params(const Check& c, const AttentionLayout& L, const Tensor& q, const Tensor& k,
+                                     const Tensor& v, bool causal, float scale) {
     const size_t es = dtype_size(q.dtype());
     auto at = [es](const Tensor& t, int64_t elems) {
-        return reinterpret_cast<Ptr>(static_cast<const char*>(t.data_ptr()) + static_cast<size_t>(elems) * es);
+        return static_cast<const char*>(t.data_ptr()) + static_cast<size_t>(elems) * es;
     };
-    Params p;
+    backend::AttentionParams p;
+    p.dtype = c.act_dtype();
     p.B = L.B;
     p.NH = L.NH;
     p.Tq = L.Tq;
@@ -104,18 +103,17 @@ Params make_params(const AttentionLayout& L, const Tensor& q, const Tensor& k, c
 }
 
 // dq/dk/dv pointers (packed: the three thirds of dqkv), in elements of the activation dtype.
-template <typename Ptr>
-void grad_pointers(const AttentionLayout& L, const AttentionGrads& g, Ptr* dq, Ptr* dk, Ptr* dv) {
+void grad_pointers(const AttentionLayout& L, const AttentionGrads& g, backend::AttentionBackwardParams* p) {
     const size_t es = dtype_size(g.dq.dtype());
     const int64_t C = L.NH * L.HS;
     char* base = static_cast<char*>(g.dq.data_ptr());
-    *dq = reinterpret_cast<Ptr>(base);
+    p->dq = base;
     if (L.packed) {
-        *dk = reinterpret_cast<Ptr>(base + static_cast<size_t>(C) * es);
-        *dv = reinterpret_cast<Ptr>(base + static_cast<size_t>(2 * C) * es);
+        p->dk = base + static_cast<size_t>(C) * es;
+        p->dv = base + static_cast<size_t>(2 * C) * es;
     } else {
-        *dk = static_cast<Ptr>(g.dk.data_ptr());
-        *dv = static_cast<Ptr>(g.dv.data_ptr());
+        p->dk = g.dk.data_ptr();
+        p->dv = g.dv.data_ptr();
     }
 }
 
@@ -136,19 +134,10 @@ AttentionOutputs attention_forward(const Tensor& q, const Tensor& k, const Tenso
     }
     c.no_overlap(r.out, "out", r.lse, "lse");
     if (r.out.numel() == 0) return r;
-    if (c.on_cuda()) {
-        auto p = make_params<cuda::AttentionParams>(L, q, k, v, causal, scale);
-        p.dtype = c.act_dtype();
-        p.out = r.out.data_ptr();
-        p.lse = r.lse.data<float>();
-        cuda::DeviceGuard guard(c.device().index);
-        cuda::attention_forward(p);
-        return r;
-    }
-    auto p = make_params<cpu::AttentionParams>(L, q, k, v, causal, scale);
-    p.out = r.out.data<float>();
+    backend::AttentionParams p = make_params(c, L, q, k, v, causal, scale);
+    p.out = r.out.data_ptr();
     p.lse = r.lse.data<float>();
-    cpu::active().attention_forward(p);
+    c.backend()->attention_forward(p);
     return r;
 }
 
@@ -186,27 +175,14 @@ AttentionGrads attention_backward(const Tensor& dout, const Tensor& q, const Ten
     }
     if (L.B * L.NH * L.Tq == 0) return g;
 
-    if (c.on_cuda()) {
-        cuda::AttentionBackwardParams p;
-        p.fwd = make_params<cuda::AttentionParams>(L, q, k, v, causal, scale);
-        p.fwd.dtype = act;
-        p.fwd.out = const_cast<void*>(out.data_ptr());  // read-only in backward
-        p.fwd.lse = const_cast<float*>(lse.data<float>());
-        p.dout = dout.data_ptr();
-        grad_pointers(L, g, &p.dq, &p.dk, &p.dv);
-        p.accumulate = accumulate;
-        cuda::DeviceGuard guard(c.device().index);
-        cuda::attention_backward(p);
-        return g;
-    }
-    cpu::AttentionBackwardParams p;
-    p.fwd = make_params<cpu::AttentionParams>(L, q, k, v, causal, scale);
-    p.fwd.out = const_cast<float*>(out.data<float>());  // read-only in backward
+    backend::AttentionBackwardParams p;
+    p.fwd = make_params(c, L, q, k, v, causal, scale);
+    p.fwd.out = const_cast<void*>(out.data_ptr());  // read-only in backward
     p.fwd.lse = const_cast<float*>(lse.data<float>());
-    p.dout = dout.data<float>();
-    grad_pointers(L, g, &p.dq, &p.dk, &p.dv);
+    p.dout = dout.data_ptr();
+    grad_pointers(L, g, &p);
     p.accumulate = accumulate;
-    cpu::active().attention_backward(p);
+    c.backend()->attention_backward(p);
     return g;
 }
 

@@ -1,7 +1,6 @@
 // check.cc — argument validation shared by the op dispatchers.
 #include "ops/check.h"
 
-#include "cuda/runtime.h"
 
 namespace gptx {
 namespace detail {
@@ -57,18 +56,24 @@ void Check::act(const Tensor& t, const char* arg, bool allow_f16) const {
                                dtype_name(d));
         return;
     }
-    const bool ok = d == DType::float32 ||
-                    (on_cuda() && (d == DType::bfloat16 || (allow_f16 && d == DType::float16)));
+    const backend::Capabilities& caps = kernels().caps;
+    const bool ok = d == DType::float32 || (caps.bfloat16 && d == DType::bfloat16) ||
+                    (allow_f16 && caps.float16_matmul && d == DType::float16);
     if (!ok) {
-        if (on_cuda())
-            fail_type(arg, std::string("must be float32 or bfloat16") + (allow_f16 ? " or float16" : "") + ", got " +
-                               dtype_name(d));
+        if (caps.bfloat16)
+            fail_type(arg, std::string("must be float32 or bfloat16") +
+                               (allow_f16 && caps.float16_matmul ? " or float16" : "") + ", got " + dtype_name(d));
         fail_type(arg, std::string("must be float32 on the CPU, got ") + dtype_name(d) +
                            (d == DType::bfloat16 || d == DType::float16 ? " (16-bit floats run on CUDA only)" : ""));
     }
     act_dtype_ = d;
     act_arg_ = arg;
     act_set_ = true;
+}
+
+const backend::KernelTable& Check::kernels() const {
+    if (on_cuda()) return *backend::cuda_kernels();  // on_device() made sure this build has CUDA and the device
+    return backend::cpu_kernels();
 }
 
 void Check::ndim(const Tensor& t, const char* arg, int64_t lo, int64_t hi) const {

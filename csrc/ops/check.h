@@ -1,8 +1,12 @@
-// check.h — argument validation shared by the op dispatchers: every failure names the op and the argument.
+// check.h — argument validation shared by the op dispatchers (every failure names the op and the argument), and the
+// call into the backend that serves the op's device.
 #pragma once
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "backend/kernel_table.h"
+#include "cuda/runtime.h"
 #include "gptx/error.h"
 #include "gptx/tensor.h"
 
@@ -10,6 +14,20 @@ namespace gptx {
 namespace detail {
 
 std::string shape_to_string(const std::vector<int64_t>& shape);
+
+// The kernel table of the backend serving an op's device, with that device current for as long as this lives. Used
+// in one expression, after validation: c.backend()->softmax_forward(params).
+class BackendCall {
+public:
+    BackendCall(const backend::KernelTable& table, const Device& device) : table_(table) {
+        if (device.kind == Device::Kind::cuda) guard_.emplace(device.index);
+    }
+    const backend::KernelTable* operator->() const { return &table_; }
+
+private:
+    const backend::KernelTable& table_;
+    std::optional<cuda::DeviceGuard> guard_;
+};
 
 class Check {
 public:
@@ -21,8 +39,9 @@ public:
     // Defined, of the given dtype, on the op's device. The first tensor an op checks fixes the device (a CUDA device
     // must exist in this build); every later one must be on the same device.
     void tensor(const Tensor& t, const char* arg, DType dtype) const;
-    // An activation: float32 on the CPU; float32 or bfloat16 (or float16 with allow_f16) on CUDA. The first one
-    // checked fixes the op's activation dtype; later ones must match it.
+    // An activation: float32, or bfloat16 / float16 (with allow_f16: matmul operands) where the device's backend
+    // declares them in its Capabilities. The first one checked fixes the op's activation dtype; later ones must
+    // match it.
     void act(const Tensor& t, const char* arg, bool allow_f16 = false) const;
     DType act_dtype() const { return act_set_ ? act_dtype_ : DType::float32; }
     const Device& device() const { return device_; }
@@ -45,6 +64,10 @@ public:
                           int32_t allowed = 0) const;
 
     const char* op() const { return op_; }
+
+    // The backend serving the op's device (the first tensor checked fixed it; the CPU when none was).
+    const backend::KernelTable& kernels() const;
+    BackendCall backend() const { return BackendCall(kernels(), device_); }
 
 private:
     void on_device(const Tensor& t, const char* arg) const;

@@ -1,7 +1,6 @@
 // cross_entropy.cc — validation and dispatch of the fused softmax cross-entropy (forward and backward).
-#include "cpu/kernel_table.h"
-#include "cuda/kernels.h"
-#include "cuda/runtime.h"
+#include <limits>
+
 #include "gptx/ops.h"
 #include "ops/check.h"
 
@@ -19,7 +18,8 @@ std::vector<int64_t> row_shape(const Tensor& logits) { return {logits.shape().be
 }  // namespace
 
 CrossEntropyOutputs cross_entropy_forward(const Tensor& logits, const Tensor& targets, int64_t V_,
-                                          int32_t ignore_index, const Tensor& losses_, const Tensor& lse_) {
+                                          int32_t ignore_index, const Tensor& losses_, const Tensor& lse_,
+                                          const Tensor& loss) {
     const Check c("cross_entropy_forward");
     c.act(logits, "logits");
     c.ndim(logits, "logits", 1, 8);
@@ -37,16 +37,33 @@ CrossEntropyOutputs cross_entropy_forward(const Tensor& logits, const Tensor& ta
         c.no_overlap(*o, name, targets, "targets");
     }
     c.no_overlap(r.losses, "losses", r.lse, "lse");
-    if (N == 0) return r;
-    if (Vp == 0) c.fail("logits", "must have at least one column");
-    if (c.on_cuda()) {
-        cuda::DeviceGuard guard(c.device().index);
-        cuda::cross_entropy_forward(r.losses.data<float>(), r.lse.data<float>(), logits.data_ptr(),
-                                    targets.data<int32_t>(), c.act_dtype(), N, V, Vp, ignore_index);
+    if (loss.defined()) {
+        c.f32(loss, "loss");
+        if (loss.numel() != 1) c.fail("loss", "must have one element, got shape " + loss.shape_str());
+        c.writable(loss, "loss");
+        c.no_overlap(loss, "loss", logits, "logits");
+        c.no_overlap(loss, "loss", targets, "targets");
+        c.no_overlap(loss, "loss", r.losses, "losses");
+        c.no_overlap(loss, "loss", r.lse, "lse");
+        r.loss = loss;
+    }
+    if (N > 0 && Vp == 0) c.fail("logits", "must have at least one column");
+    if (N == 0) {
+        if (r.loss.defined()) r.loss.fill(std::numeric_limits<double>::quiet_NaN());  // the mean of nothing
         return r;
     }
-    cpu::active().cross_entropy_forward(r.losses.data<float>(), r.lse.data<float>(), logits.data<float>(),
-                                        targets.data<int32_t>(), N, V, Vp, ignore_index);
+    backend::CrossEntropyParams p;
+    p.losses = r.losses.data<float>();
+    p.lse = r.lse.data<float>();
+    p.loss = r.loss.defined() ? r.loss.data<float>() : nullptr;
+    p.logits = logits.data_ptr();
+    p.targets = targets.data<int32_t>();
+    p.dtype = c.act_dtype();
+    p.N = N;
+    p.V = V;
+    p.Vp = Vp;
+    p.ignore_index = ignore_index;
+    c.backend()->cross_entropy_forward(p);
     return r;
 }
 
@@ -71,15 +88,19 @@ Tensor cross_entropy_backward(const Tensor& logits, const Tensor& lse, const Ten
     c.no_overlap(dlogits, "dlogits", targets, "targets");
     c.no_overlap(dlogits, "dlogits", dlosses, "dlosses");
     if (N == 0 || Vp == 0) return dlogits;
-    if (c.on_cuda()) {
-        cuda::DeviceGuard guard(c.device().index);
-        cuda::cross_entropy_backward(dlogits.data_ptr(), logits.data_ptr(), lse.data<float>(), targets.data<int32_t>(),
-                                     dlosses.data<float>(), c.act_dtype(), N, V, Vp, ignore_index, accumulate);
-        return dlogits;
-    }
-    cpu::active().cross_entropy_backward(dlogits.data<float>(), logits.data<float>(), lse.data<float>(),
-                                         targets.data<int32_t>(), dlosses.data<float>(), N, V, Vp, ignore_index,
-                                         accumulate);
+    backend::CrossEntropyBackwardParams p;
+    p.dlogits = dlogits.data_ptr();
+    p.logits = logits.data_ptr();
+    p.lse = lse.data<float>();
+    p.targets = targets.data<int32_t>();
+    p.dlosses = dlosses.data<float>();
+    p.dtype = c.act_dtype();
+    p.N = N;
+    p.V = V;
+    p.Vp = Vp;
+    p.ignore_index = ignore_index;
+    p.accumulate = accumulate;
+    c.backend()->cross_entropy_backward(p);
     return dlogits;
 }
 

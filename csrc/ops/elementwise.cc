@@ -1,7 +1,4 @@
 // elementwise.cc — validation and dispatch of gelu_forward / gelu_backward / add_forward.
-#include "cpu/kernel_table.h"
-#include "cuda/kernels.h"
-#include "cuda/runtime.h"
 #include "gptx/ops.h"
 #include "ops/check.h"
 
@@ -14,10 +11,13 @@ Tensor gelu_forward(const Tensor& inp, const Tensor& out_) {
     c.act(inp, "inp");
     Tensor out = c.output(out_, "out", inp.shape(), c.act_dtype());
     if (!out.same_memory(inp)) c.no_overlap(out, "out", inp, "inp");  // elementwise: in place is fine
-    if (inp.numel() && c.on_cuda()) {
-        cuda::DeviceGuard guard(c.device().index);
-        cuda::gelu_forward(out.data_ptr(), inp.data_ptr(), c.act_dtype(), inp.numel());
-    } else if (inp.numel()) cpu::active().gelu_forward(out.data<float>(), inp.data<float>(), inp.numel());
+    if (inp.numel() == 0) return out;
+    backend::GeluParams p;
+    p.out = out.data_ptr();
+    p.inp = inp.data_ptr();
+    p.dtype = c.act_dtype();
+    p.n = inp.numel();
+    c.backend()->gelu_forward(p);
     return out;
 }
 
@@ -30,12 +30,15 @@ Tensor gelu_backward(const Tensor& dout, const Tensor& inp, const Tensor& dinp_,
     Tensor dinp = c.output(dinp_, "dinp", inp.shape(), c.act_dtype());
     if (!dinp.same_memory(dout)) c.no_overlap(dinp, "dinp", dout, "dout");
     c.no_overlap(dinp, "dinp", inp, "inp");
-    if (inp.numel() && c.on_cuda()) {
-        cuda::DeviceGuard guard(c.device().index);
-        cuda::gelu_backward(dinp.data_ptr(), inp.data_ptr(), dout.data_ptr(), c.act_dtype(), inp.numel(), accumulate);
-    } else if (inp.numel())
-        cpu::active().gelu_backward(dinp.data<float>(), inp.data<float>(), dout.data<float>(), inp.numel(),
-                                    accumulate);
+    if (inp.numel() == 0) return dinp;
+    backend::GeluBackwardParams p;
+    p.dinp = dinp.data_ptr();
+    p.inp = inp.data_ptr();
+    p.dout = dout.data_ptr();
+    p.dtype = c.act_dtype();
+    p.n = inp.numel();
+    p.accumulate = accumulate;
+    c.backend()->gelu_backward(p);
     return dinp;
 }
 
@@ -47,10 +50,14 @@ Tensor add_forward(const Tensor& a, const Tensor& b, const Tensor& out_) {
     Tensor out = c.output(out_, "out", a.shape(), c.act_dtype());
     if (!out.same_memory(a)) c.no_overlap(out, "out", a, "a");
     if (!out.same_memory(b)) c.no_overlap(out, "out", b, "b");
-    if (a.numel() && c.on_cuda()) {
-        cuda::DeviceGuard guard(c.device().index);
-        cuda::add_forward(out.data_ptr(), a.data_ptr(), b.data_ptr(), c.act_dtype(), a.numel());
-    } else if (a.numel()) cpu::active().add_forward(out.data<float>(), a.data<float>(), b.data<float>(), a.numel());
+    if (a.numel() == 0) return out;
+    backend::AddParams p;
+    p.out = out.data_ptr();
+    p.a = a.data_ptr();
+    p.b = b.data_ptr();
+    p.dtype = c.act_dtype();
+    p.n = a.numel();
+    c.backend()->add_forward(p);
     return out;
 }
 

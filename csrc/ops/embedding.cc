@@ -1,7 +1,4 @@
 // embedding.cc — validation and dispatch of embedding_forward / embedding_backward (token + position).
-#include "cpu/kernel_table.h"
-#include "cuda/kernels.h"
-#include "cuda/runtime.h"
 #include "gptx/ops.h"
 #include "ops/check.h"
 
@@ -36,14 +33,17 @@ Tensor embedding_forward(const Tensor& idx, const Tensor& wte, const Tensor& wpe
     c.no_overlap(out, "out", wte, "wte");
     c.no_overlap(out, "out", wpe, "wpe");
     if (out.numel() == 0) return out;
-    if (c.on_cuda()) {
-        cuda::DeviceGuard guard(c.device().index);
-        cuda::embedding_forward(out.data_ptr(), idx.data<int32_t>(), wte.data_ptr(), wpe.data_ptr(), c.act_dtype(), B,
-                                T, C, pos_offset);
-        return out;
-    }
-    cpu::active().embedding_forward(out.data<float>(), idx.data<int32_t>(), wte.data<float>(), wpe.data<float>(), B, T,
-                                    C, pos_offset);
+    backend::EmbeddingParams p;
+    p.out = out.data_ptr();
+    p.idx = idx.data<int32_t>();
+    p.wte = wte.data_ptr();
+    p.wpe = wpe.data_ptr();
+    p.dtype = c.act_dtype();
+    p.B = B;
+    p.T = T;
+    p.C = C;
+    p.pos_offset = pos_offset;
+    c.backend()->embedding_forward(p);
     return out;
 }
 
@@ -70,14 +70,17 @@ void embedding_backward(const Tensor& dout, const Tensor& idx, const Tensor& dwt
     c.no_overlap(dwpe, "dwpe", idx, "idx");
     c.no_overlap(dwte, "dwte", dwpe, "dwpe");
     if (dout.numel() == 0) return;
-    if (c.on_cuda()) {
-        cuda::DeviceGuard guard(c.device().index);
-        cuda::embedding_backward(dwte.data<float>(), dwpe.data<float>(), dout.data_ptr(), idx.data<int32_t>(),
-                                 c.act_dtype(), B, T, C, pos_offset);
-        return;
-    }
-    cpu::active().embedding_backward(dwte.data<float>(), dwpe.data<float>(), dout.data<float>(), idx.data<int32_t>(), B,
-                                     T, C, pos_offset);
+    backend::EmbeddingBackwardParams p;
+    p.dwte = dwte.data<float>();
+    p.dwpe = dwpe.data<float>();
+    p.dout = dout.data_ptr();
+    p.idx = idx.data<int32_t>();
+    p.dtype = c.act_dtype();
+    p.B = B;
+    p.T = T;
+    p.C = C;
+    p.pos_offset = pos_offset;
+    c.backend()->embedding_backward(p);
 }
 
 }  // namespace gptx

@@ -1,9 +1,6 @@
 // layernorm.cc — validation and dispatch of layernorm_forward / layernorm_backward.
 #include <cmath>
 
-#include "cpu/kernel_table.h"
-#include "cuda/kernels.h"
-#include "cuda/runtime.h"
 #include "gptx/ops.h"
 #include "ops/check.h"
 
@@ -39,14 +36,18 @@ LayernormOutputs layernorm_forward(const Tensor& inp, const Tensor& weight, cons
         for (int j = i + 1; j < 3; j++) c.no_overlap(*outs[i], names[i], *outs[j], names[j]);
     }
     if (N == 0 || C == 0) return r;
-    if (c.on_cuda()) {
-        cuda::DeviceGuard guard(c.device().index);
-        cuda::layernorm_forward(r.out.data_ptr(), r.mean.data<float>(), r.rstd.data<float>(), inp.data_ptr(),
-                                weight.data<float>(), bias.data<float>(), c.act_dtype(), N, C, eps);
-        return r;
-    }
-    cpu::active().layernorm_forward(r.out.data<float>(), r.mean.data<float>(), r.rstd.data<float>(),
-                                    inp.data<float>(), weight.data<float>(), bias.data<float>(), N, C, eps);
+    backend::LayernormParams p;
+    p.out = r.out.data_ptr();
+    p.mean = r.mean.data<float>();
+    p.rstd = r.rstd.data<float>();
+    p.inp = inp.data_ptr();
+    p.weight = weight.data<float>();
+    p.bias = bias.data<float>();
+    p.dtype = c.act_dtype();
+    p.N = N;
+    p.C = C;
+    p.eps = eps;
+    c.backend()->layernorm_forward(p);
     return r;
 }
 
@@ -88,16 +89,20 @@ LayernormGrads layernorm_backward(const Tensor& dout, const Tensor& inp, const T
         }
         return g;
     }
-    if (c.on_cuda()) {
-        cuda::DeviceGuard guard(c.device().index);
-        cuda::layernorm_backward(g.dinp.data_ptr(), g.dweight.data<float>(), g.dbias.data<float>(), dout.data_ptr(),
-                                 inp.data_ptr(), weight.data<float>(), mean.data<float>(), rstd.data<float>(),
-                                 c.act_dtype(), N, C, accumulate);
-        return g;
-    }
-    cpu::active().layernorm_backward(g.dinp.data<float>(), g.dweight.data<float>(), g.dbias.data<float>(),
-                                     dout.data<float>(), inp.data<float>(), weight.data<float>(), mean.data<float>(),
-                                     rstd.data<float>(), N, C, accumulate);
+    backend::LayernormBackwardParams p;
+    p.dinp = g.dinp.data_ptr();
+    p.dweight = g.dweight.data<float>();
+    p.dbias = g.dbias.data<float>();
+    p.dout = dout.data_ptr();
+    p.inp = inp.data_ptr();
+    p.weight = weight.data<float>();
+    p.mean = mean.data<float>();
+    p.rstd = rstd.data<float>();
+    p.dtype = c.act_dtype();
+    p.N = N;
+    p.C = C;
+    p.accumulate = accumulate;
+    c.backend()->layernorm_backward(p);
     return g;
 }
 

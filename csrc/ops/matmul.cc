@@ -1,9 +1,6 @@
 // matmul.cc — validation and dispatch of matmul_forward / matmul_backward / bias_backward.
 #include <cstring>
 
-#include "cpu/kernel_table.h"
-#include "cuda/kernels.h"
-#include "cuda/runtime.h"
 #include "gptx/ops.h"
 #include "ops/check.h"
 
@@ -62,82 +59,23 @@ MatmulShape check_operands(const Check& c, const Tensor& a, const Tensor& b, boo
     return s;
 }
 
-void cpu_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B,
-              int64_t ldb, float* C, int64_t ldc, bool accumulate, const float* bias) {
-    if (M == 0 || N == 0) return;
-    if (K == 0) {  // an empty sum: C = beta C + bias
-        for (int64_t i = 0; i < M; i++)
-            for (int64_t j = 0; j < N; j++)
-                C[i * ldc + j] = (accumulate ? C[i * ldc + j] : 0.0f) + (bias ? bias[j] : 0.0f);
-        return;
-    }
-    cpu::GemmArgs g;
-    g.trans_a = ta;
-    g.trans_b = tb;
-    g.M = M;
-    g.N = N;
-    g.K = K;
-    g.A = A;
-    g.lda = lda;
-    g.B = B;
-    g.ldb = ldb;
-    g.C = C;
-    g.ldc = ldc;
-    g.beta = accumulate ? 1.0f : 0.0f;
-    g.bias = bias;
-    cpu::active().gemm(g);
-}
+// One (possibly batched) GEMM on the op's device: the backend contract's MatmulParams with the operands taken from
+// tensors (pointers and dtypes).
+using Gemm = backend::MatmulParams;
 
-// One (possibly batched) GEMM on the op's device: C_z = op(A_z) @ op(B_z) (+ bias) (+ C_z), z < batch, with element
-// strides between batches (0: shared). On the CPU every operand is float32 and batches run one after another.
-struct Gemm {
-    bool ta = false, tb = false;
-    int64_t M = 0, N = 0, K = 0;
-    const Tensor* A = nullptr;
-    int64_t lda = 0, stride_a = 0;
-    const Tensor* B = nullptr;
-    int64_t ldb = 0, stride_b = 0;
-    const Tensor* C = nullptr;
-    int64_t ldc = 0, stride_c = 0;
-    int64_t batch = 1;
-    bool accumulate = false;
-    const Tensor* bias = nullptr;
-};
+void set_a(Gemm& g, const Tensor& t) {
+    g.A = t.data_ptr();
+    g.ab_dtype = t.dtype();
+}
+void set_b(Gemm& g, const Tensor& t) { g.B = t.data_ptr(); }
+void set_c(Gemm& g, const Tensor& t) {
+    g.C = t.data_ptr();
+    g.c_dtype = t.dtype();
+}
 
 void run(const Check& c, const Gemm& g) {
     if (g.M == 0 || g.N == 0 || g.batch == 0) return;
-    const float* bias = g.bias && g.bias->defined() ? g.bias->data<float>() : nullptr;
-    if (c.on_cuda()) {
-        cuda::GemmArgs a;
-        a.trans_a = g.ta;
-        a.trans_b = g.tb;
-        a.M = g.M;
-        a.N = g.N;
-        a.K = g.K;
-        a.A = g.A->data_ptr();
-        a.lda = g.lda;
-        a.B = g.B->data_ptr();
-        a.ldb = g.ldb;
-        a.C = g.C->data_ptr();
-        a.ldc = g.ldc;
-        a.ab_dtype = g.A->dtype();
-        a.c_dtype = g.C->dtype();
-        a.beta = g.accumulate ? 1.0f : 0.0f;
-        a.bias = bias;
-        a.batch = g.batch;
-        a.stride_a = g.stride_a;
-        a.stride_b = g.stride_b;
-        a.stride_c = g.stride_c;
-        cuda::DeviceGuard guard(c.device().index);
-        cuda::gemm(a);
-        return;
-    }
-    const float* pa = g.A->data<float>();
-    const float* pb = g.B->data<float>();
-    float* pc = g.C->data<float>();
-    for (int64_t z = 0; z < g.batch; z++)
-        cpu_gemm(g.ta, g.tb, g.M, g.N, g.K, pa + z * g.stride_a, g.lda, pb + z * g.stride_b, g.ldb,
-                 pc + z * g.stride_c, g.ldc, g.accumulate, bias);
+    c.backend()->matmul_forward(g);
 }
 
 // The dtype of a matmul result: float32 or the operands' dtype; an output given by the caller decides.
@@ -166,21 +104,21 @@ Tensor matmul_forward(const Tensor& a, const Tensor& b, const Tensor& bias, bool
     if (bias.defined()) c.no_overlap(out, "out", bias, "bias");
 
     Gemm g;
-    g.tb = trans_b;
+    g.trans_b = trans_b;
     g.N = s.N;
     g.K = s.K;
-    g.A = &a;
+    set_a(g, a);
     g.lda = s.a.cols;
-    g.B = &b;
+    set_b(g, b);
     g.ldb = s.b.cols;
-    g.C = &out;
+    set_c(g, out);
     g.ldc = s.N;
-    g.accumulate = accumulate;
-    g.bias = &bias;
+    g.beta = accumulate ? 1.0f : 0.0f;
+    g.bias = bias.defined() ? bias.data<float>() : nullptr;
     if (s.shared_b && !trans_a) {  // fold the batch into M: one large GEMM
         g.M = s.a.batch * s.M;
     } else {
-        g.ta = trans_a;
+        g.trans_a = trans_a;
         g.M = s.M;
         g.batch = s.a.batch;
         g.stride_a = s.a.rows * s.a.cols;
@@ -222,16 +160,16 @@ MatmulGrads matmul_backward(const Tensor& dout, const Tensor& a, const Tensor& b
 
     if (g.da.defined()) {
         Gemm m;
-        m.C = &g.da;
-        m.accumulate = accumulate;
+        set_c(m, g.da);
+        m.beta = accumulate ? 1.0f : 0.0f;
         if (fold || !trans_a) {  // dA (M, K) = dout @ op(B)^T
-            m.tb = !trans_b;
+            m.trans_b = !trans_b;
             m.M = fold ? batch * M : M;
             m.N = K;
             m.K = N;
-            m.A = &dout;
+            set_a(m, dout);
             m.lda = N;
-            m.B = &b;
+            set_b(m, b);
             m.ldb = ldb;
             m.ldc = K;
             if (!fold) {
@@ -241,14 +179,14 @@ MatmulGrads matmul_backward(const Tensor& dout, const Tensor& a, const Tensor& b
                 m.stride_c = a_step;
             }
         } else {  // dA (K, M) = op(B) @ dout^T
-            m.ta = trans_b;
-            m.tb = true;
+            m.trans_a = trans_b;
+            m.trans_b = true;
             m.M = K;
             m.N = M;
             m.K = N;
-            m.A = &b;
+            set_a(m, b);
             m.lda = ldb;
-            m.B = &dout;
+            set_b(m, dout);
             m.ldb = N;
             m.ldc = M;
             m.batch = batch;
@@ -260,33 +198,33 @@ MatmulGrads matmul_backward(const Tensor& dout, const Tensor& a, const Tensor& b
     }
     if (g.db.defined()) {
         Gemm m;
-        m.C = &g.db;
+        set_c(m, g.db);
         m.ldc = s.b.cols;
         if (!trans_b) {  // dB (K, N) = op(A)^T @ dout
-            m.ta = fold ? true : !trans_a;
+            m.trans_a = fold ? true : !trans_a;
             m.M = K;
             m.N = N;
-            m.A = &a;
+            set_a(m, a);
             m.lda = lda;
-            m.B = &dout;
+            set_b(m, dout);
             m.ldb = N;
         } else {  // dB (N, K) = dout^T @ op(A)
-            m.ta = true;
-            m.tb = fold ? false : trans_a;
+            m.trans_a = true;
+            m.trans_b = fold ? false : trans_a;
             m.M = N;
             m.N = K;
-            m.A = &dout;
+            set_a(m, dout);
             m.lda = N;
-            m.B = &a;
+            set_b(m, a);
             m.ldb = lda;
         }
         if (fold) {
             m.K = batch * M;
-            m.accumulate = accumulate;
+            m.beta = accumulate ? 1.0f : 0.0f;
             run(c, m);
         } else if (!s.shared_b) {
             m.K = M;
-            m.accumulate = accumulate;
+            m.beta = accumulate ? 1.0f : 0.0f;
             m.batch = batch;
             m.stride_a = trans_b ? d_step : a_step;
             m.stride_b = trans_b ? a_step : d_step;
@@ -300,17 +238,17 @@ MatmulGrads matmul_backward(const Tensor& dout, const Tensor& a, const Tensor& b
             Tensor acc32;
             if (g.db.dtype() != DType::float32) {
                 acc32 = accumulate ? g.db.to(DType::float32) : Tensor::empty(g.db.shape(), DType::float32, c.device());
-                m.C = &acc32;
+                set_c(m, acc32);
             }
             for (int64_t i = 0; i < batch; i++) {
                 Gemm mi = m;
-                mi.accumulate = accumulate || i > 0;
+                mi.beta = accumulate || i > 0 ? 1.0f : 0.0f;
                 const Tensor ai = (trans_b ? dout : a).view({-1}).slice(i * (trans_b ? d_step : a_step),
                                                                        (i + 1) * (trans_b ? d_step : a_step));
                 const Tensor bi = (trans_b ? a : dout).view({-1}).slice(i * (trans_b ? a_step : d_step),
                                                                        (i + 1) * (trans_b ? a_step : d_step));
-                mi.A = &ai;
-                mi.B = &bi;
+                set_a(mi, ai);
+                set_b(mi, bi);
                 run(c, mi);
             }
             if (acc32.defined()) g.db.copy_from(acc32);
@@ -333,12 +271,14 @@ Tensor bias_backward(const Tensor& dout, const Tensor& dbias_, bool accumulate) 
         if (!accumulate) dbias.fill(0.0);
         return dbias;
     }
-    if (c.on_cuda()) {
-        cuda::DeviceGuard guard(c.device().index);
-        cuda::bias_backward(dbias.data<float>(), dout.data_ptr(), dout.dtype(), N, OC, accumulate);
-        return dbias;
-    }
-    cpu::active().bias_backward(dbias.data<float>(), dout.data<float>(), N, OC, accumulate);
+    backend::BiasBackwardParams p;
+    p.dbias = dbias.data<float>();
+    p.dout = dout.data_ptr();
+    p.dtype = dout.dtype();
+    p.N = N;
+    p.OC = OC;
+    p.accumulate = accumulate;
+    c.backend()->bias_backward(p);
     return dbias;
 }
 

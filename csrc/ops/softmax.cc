@@ -1,7 +1,4 @@
 // softmax.cc — validation and dispatch of softmax_forward / softmax_backward.
-#include "cpu/kernel_table.h"
-#include "cuda/kernels.h"
-#include "cuda/runtime.h"
 #include "gptx/ops.h"
 #include "ops/check.h"
 
@@ -23,12 +20,15 @@ Tensor softmax_forward(const Tensor& inp, float scale, bool causal, const Tensor
     Tensor out = c.output(out_, "out", inp.shape(), c.act_dtype());
     if (!out.same_memory(inp)) c.no_overlap(out, "out", inp, "inp");  // in place is fine: each row is read first
     if (rows == 0 || L == 0) return out;
-    if (c.on_cuda()) {
-        cuda::DeviceGuard guard(c.device().index);
-        cuda::softmax_forward(out.data_ptr(), inp.data_ptr(), c.act_dtype(), rows, L, scale, Tq);
-        return out;
-    }
-    cpu::active().softmax_forward(out.data<float>(), inp.data<float>(), rows, L, scale, Tq);
+    backend::SoftmaxParams p;
+    p.out = out.data_ptr();
+    p.inp = inp.data_ptr();
+    p.dtype = c.act_dtype();
+    p.rows = rows;
+    p.L = L;
+    p.scale = scale;
+    p.causal_Tq = Tq;
+    c.backend()->softmax_forward(p);
     return out;
 }
 
@@ -43,12 +43,15 @@ Tensor softmax_backward(const Tensor& dout, const Tensor& out, float scale, cons
     c.no_overlap(dinp, "dinp", out, "out");
     const int64_t L = out.size(-1), rows = detail::leading(out.shape(), 1);
     if (rows == 0 || L == 0) return dinp;
-    if (c.on_cuda()) {
-        cuda::DeviceGuard guard(c.device().index);
-        cuda::softmax_backward(dinp.data_ptr(), dout.data_ptr(), out.data_ptr(), c.act_dtype(), rows, L, scale);
-        return dinp;
-    }
-    cpu::active().softmax_backward(dinp.data<float>(), dout.data<float>(), out.data<float>(), rows, L, scale);
+    backend::SoftmaxBackwardParams p;
+    p.dinp = dinp.data_ptr();
+    p.dout = dout.data_ptr();
+    p.out = out.data_ptr();
+    p.dtype = c.act_dtype();
+    p.rows = rows;
+    p.L = L;
+    p.scale = scale;
+    c.backend()->softmax_backward(p);
     return dinp;
 }
 

@@ -1,6 +1,7 @@
 // ops_bind.cc — the ops as gptx._core functions: convert arguments (numpy or gptx.Tensor), release the GIL, call.
 #include <pybind11/stl.h>
 
+#include "gptx/error.h"
 #include "gptx/ops.h"
 #include "convert.h"
 
@@ -166,18 +167,19 @@ void bind_ops(py::module_& m) {
     }, arg("a"), arg("b"), arg("out") = None);
 
     m.def("cross_entropy_forward", [](py::object logits, py::object targets, int64_t V, int32_t ignore_index,
-                                      py::object losses, py::object lse) {
+                                      py::object losses, py::object lse, py::object loss) {
         const char* op = "cross_entropy_forward";
         Tensor tl = as_tensor(logits, op, "logits"), tt = as_tensor(targets, op, "targets");
-        Tensor tlo = as_output(losses, op, "losses"), tls = as_output(lse, op, "lse");
+        Tensor tlo = as_output(losses, op, "losses"), tls = as_output(lse, op, "lse"), tmean = as_output(loss, op, "loss");
         CrossEntropyOutputs r;
         {
             py::gil_scoped_release nogil;
-            r = cross_entropy_forward(tl, tt, V, ignore_index, tlo, tls);
+            r = cross_entropy_forward(tl, tt, V, ignore_index, tlo, tls, tmean);
         }
         return py::make_tuple(r.losses, r.lse);
     }, arg("logits"), arg("targets"), arg("V") = 0, arg("ignore_index") = -100, arg("losses") = None,
-       arg("lse") = None, "(losses, lse)");
+       arg("lse") = None, arg("loss") = None,
+       "(losses, lse); with loss (one float32 element) also the mean loss over the rows not ignored, written there.");
 
     m.def("cross_entropy_backward", [](py::object logits, py::object lse, py::object targets, py::object dlosses,
                                        int64_t V, int32_t ignore_index, py::object dlogits, bool accumulate) {
@@ -191,10 +193,12 @@ void bind_ops(py::module_& m) {
        arg("dlogits") = None, arg("accumulate") = false);
 
     m.def("adamw_step", [](py::object param, py::object grad, py::object m_, py::object v_, float lr, float beta1,
-                           float beta2, float eps, float weight_decay, int64_t step, float grad_scale) {
+                           float beta2, float eps, float weight_decay, int64_t step, float grad_scale,
+                           py::object decay_ranges, py::object norm, float max_norm, float norm_scale) {
         const char* op = "adamw_step";
         Tensor tp = as_tensor(param, op, "param", false, true), tg = as_tensor(grad, op, "grad"),
-               tm = as_tensor(m_, op, "m", false, true), tv = as_tensor(v_, op, "v", false, true);
+               tm = as_tensor(m_, op, "m", false, true), tv = as_tensor(v_, op, "v", false, true),
+               tn = as_tensor(norm, op, "norm", true);
         AdamWOptions o;
         o.lr = lr;
         o.beta1 = beta1;
@@ -203,22 +207,52 @@ void bind_ops(py::module_& m) {
         o.weight_decay = weight_decay;
         o.step = step;
         o.grad_scale = grad_scale;
+        o.max_norm = max_norm;
+        o.norm_scale = norm_scale;
+        if (!decay_ranges.is_none()) {
+            // any (R, 2) integer array-like of [begin, end) pairs
+            o.decay_all = false;
+            for (py::handle row : decay_ranges) {
+                const py::sequence pair = py::reinterpret_borrow<py::sequence>(row);
+                if (!py::isinstance<py::sequence>(row) || py::len(pair) != 2)
+                    throw Error("adamw_step: argument 'decay_ranges' must be (R, 2) [begin, end) pairs");
+                o.decay_ranges.emplace_back(pair[0].cast<int64_t>(), pair[1].cast<int64_t>());
+            }
+        }
         py::gil_scoped_release nogil;
-        adamw_step(tp, tg, tm, tv, o);
+        adamw_step(tp, tg, tm, tv, o, tn);
     }, arg("param"), arg("grad"), arg("m"), arg("v"), py::kw_only(), arg("lr"), arg("beta1") = 0.9f,
        arg("beta2") = 0.999f, arg("eps") = 1e-8f, arg("weight_decay") = 0.0f, arg("step"), arg("grad_scale") = 1.0f,
-       "One fused AdamW step, in place on param, m and v.");
+       arg("decay_ranges") = None, arg("norm") = None, arg("max_norm") = 0.0f, arg("norm_scale") = 1.0f,
+       "One fused AdamW step, in place on param, m and v (any float32 buffers, e.g. every parameter at once).\n"
+       "decay_ranges: (R, 2) sorted [begin, end) element ranges that get weight_decay (None: all elements).\n"
+       "norm: the global gradient norm (one float32 element, e.g. global_norm(..., out=)); with max_norm > 0 the\n"
+       "gradients are clipped by min(1, max_norm / (norm * norm_scale + 1e-6)); a non-finite norm skips the step.");
 
-    m.def("global_norm", [](py::iterable tensors) {
+    m.def("global_norm", [](py::iterable tensors, py::object out) -> py::object {
         std::vector<Tensor> ts;
         size_t i = 0;
         for (py::handle h : tensors) {
             const std::string name = "tensors[" + std::to_string(i++) + "]";
             ts.push_back(as_tensor(h, "global_norm", name.c_str()));
         }
-        py::gil_scoped_release nogil;
-        return global_norm(ts);
-    }, arg("tensors"), "sqrt of the sum of squares of every element of every tensor (double accumulation).");
+        if (out.is_none()) {
+            double r;
+            {
+                py::gil_scoped_release nogil;
+                r = global_norm(ts);
+            }
+            return py::float_(r);
+        }
+        Tensor to = as_output(out, "global_norm", "out");
+        {
+            py::gil_scoped_release nogil;
+            global_norm(ts, to);
+        }
+        return out;
+    }, arg("tensors"), arg("out") = None,
+       "sqrt of the sum of squares of every element of every tensor (double accumulation): a float, or with out (one\n"
+       "float32 element on the tensors' device) written there without waiting for the device, and out returned.");
 }
 
 }  // namespace python

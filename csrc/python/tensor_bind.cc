@@ -297,6 +297,25 @@ Tensor as_tensor(py::handle obj, const char* op, const char* arg, bool allow_non
                     std::string(py::str(py::type::of(obj).attr("__name__"))));
 }
 
+// The value of a one-element tensor on the host (a copy from the device waits for it).
+static py::object tensor_item(const Tensor& t) {
+    if (t.numel() != 1)
+        throw Error("Tensor.item: only a tensor with one element has an item, got shape " + t.shape_str());
+    Tensor h;
+    {
+        py::gil_scoped_release nogil;
+        h = t.to(Device::cpu());
+    }
+    switch (h.dtype()) {
+        case DType::int32: return py::int_(*h.data<int32_t>());
+        case DType::int64: return py::int_(*h.data<int64_t>());
+        case DType::uint16: return py::int_(*h.data<uint16_t>());
+        case DType::uint8: return py::int_(*h.data<uint8_t>());
+        case DType::float32: return py::float_(*h.data<float>());
+        default: return py::float_(*h.to(DType::float32).data<float>());
+    }
+}
+
 void bind_tensor(py::module_& m) {
     py::class_<Tensor>(m, "Tensor", py::buffer_protocol(), R"doc(
 An n-dimensional array with a dtype, a device and contiguous row-major storage.
@@ -401,6 +420,14 @@ CPU tensors share memory with numpy both ways (np.asarray(t), gptx.Tensor(array)
         }, py::arg("key"))
         .def("view", [](const Tensor& t, py::args shape) { return t.view(shape_from_args(shape)); })
         .def("reshape", [](const Tensor& t, py::args shape) { return t.view(shape_from_args(shape)); })
+        .def("item", &tensor_item,
+             "The value of a one-element tensor as a Python float (int for integer dtypes); waits for the device.")
+        .def("__float__", [](const Tensor& t) { return py::float_(tensor_item(t)); })
+        .def("__format__", [](const Tensor& t, const std::string& spec) {
+            // f"{loss:.4f}" formats the value of a one-element tensor, like a number
+            if (t.numel() != 1) return py::str(py::repr(py::cast(t))).attr("__format__")(spec);
+            return tensor_item(t).attr("__format__")(spec);
+        }, py::arg("spec"))
         .def("clone", &Tensor::clone)
         .def("fill_", [](const Tensor& t, double v) {
             t.fill(v);

@@ -43,8 +43,8 @@ void attention_forward(const AttentionParams& p) {
         const int64_t b = bh / p.NH, h = bh % p.NH;
         std::vector<double> s(p.Tk), o(p.HS);
         for (int64_t i = 0; i < p.Tq; i++) {
-            const float* qi = at(p.q, p.q_batch_stride, p.q_row_stride, p.q_head_stride, b, i, h);
-            float* oi = at(p.out, p.o_batch_stride, p.o_row_stride, p.o_head_stride, b, i, h);
+            const float* qi = at(f32(p.q), p.q_batch_stride, p.q_row_stride, p.q_head_stride, b, i, h);
+            float* oi = at(f32(p.out), p.o_batch_stride, p.o_row_stride, p.o_head_stride, b, i, h);
             float* lse = p.lse != nullptr ? &p.lse[bh * p.Tq + i] : nullptr;
             const int64_t keep = kept_keys(p, i);
             if (keep == 0) {
@@ -55,7 +55,7 @@ void attention_forward(const AttentionParams& p) {
 
             double mx = -INFINITY;
             for (int64_t j = 0; j < keep; j++) {
-                const float* kj = at(p.k, p.k_batch_stride, p.k_row_stride, p.k_head_stride, b, j, h);
+                const float* kj = at(f32(p.k), p.k_batch_stride, p.k_row_stride, p.k_head_stride, b, j, h);
                 s[j] = (double)p.scale * dot(qi, kj, p.HS);
                 if (s[j] > mx) mx = s[j];
             }
@@ -66,7 +66,7 @@ void attention_forward(const AttentionParams& p) {
             }
             for (int64_t d = 0; d < p.HS; d++) o[d] = 0.0;
             for (int64_t j = 0; j < keep; j++) {
-                const float* vj = at(p.v, p.v_batch_stride, p.v_row_stride, p.v_head_stride, b, j, h);
+                const float* vj = at(f32(p.v), p.v_batch_stride, p.v_row_stride, p.v_head_stride, b, j, h);
                 for (int64_t d = 0; d < p.HS; d++) o[d] += s[j] * vj[d];
             }
             for (int64_t d = 0; d < p.HS; d++) oi[d] = (float)(o[d] / sum);
@@ -88,18 +88,18 @@ void attention_backward(const AttentionBackwardParams& bp) {
         const int64_t b = bh / p.NH, h = bh % p.NH;
         std::vector<double> dk(p.Tk * HS, 0.0), dv(p.Tk * HS, 0.0), dq(HS);
         for (int64_t i = 0; i < p.Tq; i++) {
-            const float* qi = at(p.q, p.q_batch_stride, p.q_row_stride, p.q_head_stride, b, i, h);
-            const float* oi = at(p.out, p.o_batch_stride, p.o_row_stride, p.o_head_stride, b, i, h);
-            const float* doi = at(bp.dout, p.o_batch_stride, p.o_row_stride, p.o_head_stride, b, i, h);
-            float* dqi = at(bp.dq, p.q_batch_stride, p.q_row_stride, p.q_head_stride, b, i, h);
+            const float* qi = at(f32(p.q), p.q_batch_stride, p.q_row_stride, p.q_head_stride, b, i, h);
+            const float* oi = at(f32(p.out), p.o_batch_stride, p.o_row_stride, p.o_head_stride, b, i, h);
+            const float* doi = at(f32(bp.dout), p.o_batch_stride, p.o_row_stride, p.o_head_stride, b, i, h);
+            float* dqi = at(f32(bp.dq), p.q_batch_stride, p.q_row_stride, p.q_head_stride, b, i, h);
             const int64_t keep = kept_keys(p, i);
             const double lse = p.lse[bh * p.Tq + i];
             const double D = dot(doi, oi, HS);
 
             for (int64_t d = 0; d < HS; d++) dq[d] = 0.0;
             for (int64_t j = 0; j < keep; j++) {
-                const float* kj = at(p.k, p.k_batch_stride, p.k_row_stride, p.k_head_stride, b, j, h);
-                const float* vj = at(p.v, p.v_batch_stride, p.v_row_stride, p.v_head_stride, b, j, h);
+                const float* kj = at(f32(p.k), p.k_batch_stride, p.k_row_stride, p.k_head_stride, b, j, h);
+                const float* vj = at(f32(p.v), p.v_batch_stride, p.v_row_stride, p.v_head_stride, b, j, h);
                 const double P = std::exp((double)p.scale * dot(qi, kj, HS) - lse);
                 const double dS = P * (dot(doi, vj, HS) - D);
                 for (int64_t d = 0; d < HS; d++) {
@@ -111,8 +111,8 @@ void attention_backward(const AttentionBackwardParams& bp) {
             for (int64_t d = 0; d < HS; d++) dqi[d] = (float)(bp.accumulate ? dqi[d] + dq[d] : dq[d]);
         }
         for (int64_t j = 0; j < p.Tk; j++) {
-            float* dkj = at(bp.dk, p.k_batch_stride, p.k_row_stride, p.k_head_stride, b, j, h);
-            float* dvj = at(bp.dv, p.v_batch_stride, p.v_row_stride, p.v_head_stride, b, j, h);
+            float* dkj = at(f32(bp.dk), p.k_batch_stride, p.k_row_stride, p.k_head_stride, b, j, h);
+            float* dvj = at(f32(bp.dv), p.v_batch_stride, p.v_row_stride, p.v_head_stride, b, j, h);
             for (int64_t d = 0; d < HS; d++) {
                 dkj[d] = (float)(bp.accumulate ? dkj[d] + dk[j * HS + d] : dk[j * HS + d]);
                 dvj[d] = (float)(bp.accumulate ? dvj[d] + dv[j * HS + d] : dv[j * HS + d]);

@@ -10,8 +10,13 @@ namespace GPTX_ISA_NS {
 
 // lse_i = log sum_{j<V} exp(logits[i, j]) (computed for every row, ignored or not; lse may be null),
 // losses[i] = lse_i - logits[i, targets[i]], or 0 where targets[i] == ignore_index. Columns >= V are never read.
-void cross_entropy_forward(float* losses, float* lse, const float* logits, const int32_t* targets, int64_t N,
-                           int64_t V, int64_t Vp, int32_t ignore_index) {
+void cross_entropy_forward(const CrossEntropyParams& p) {
+    float* losses = p.losses;
+    float* lse = p.lse;
+    const float* logits = f32(p.logits);
+    const int32_t* targets = p.targets;
+    const int64_t N = p.N, V = p.V, Vp = p.Vp;
+    const int32_t ignore_index = p.ignore_index;
     const int nt = num_threads();
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (int64_t i = 0; i < N; i++) {
@@ -26,14 +31,21 @@ void cross_entropy_forward(float* losses, float* lse, const float* logits, const
         if (lse != nullptr) lse[i] = (float)row_lse;
         losses[i] = targets[i] == ignore_index ? 0.0f : (float)(row_lse - z[targets[i]]);
     }
+    if (p.loss != nullptr) *p.loss = mean_loss(losses, targets, N, ignore_index);
 }
 
 // With the saved lse: dlogits[i, j] = dlosses[i] * (exp(logits[i, j] - lse_i) - [j == targets[i]]) for j < V,
 // 0 for V <= j < Vp, and 0 on the whole row where targets[i] == ignore_index; with accumulate these are added to
 // the old contents instead. Each element is read before it is written, so dlogits may equal logits.
-void cross_entropy_backward(float* dlogits, const float* logits, const float* lse, const int32_t* targets,
-                            const float* dlosses, int64_t N, int64_t V, int64_t Vp, int32_t ignore_index,
-                            bool accumulate) {
+void cross_entropy_backward(const CrossEntropyBackwardParams& p) {
+    float* dlogits = f32(p.dlogits);
+    const float* logits = f32(p.logits);
+    const float* lse = p.lse;
+    const int32_t* targets = p.targets;
+    const float* dlosses = p.dlosses;
+    const int64_t N = p.N, V = p.V, Vp = p.Vp;
+    const int32_t ignore_index = p.ignore_index;
+    const bool accumulate = p.accumulate;
     const int nt = num_threads();
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (int64_t i = 0; i < N; i++) {

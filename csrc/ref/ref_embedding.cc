@@ -12,8 +12,12 @@ namespace GPTX_ISA_NS {
 
 // out[b, t, :] = wte[idx[b, t], :] + wpe[pos_offset + t, :]
 // (one rounded float addition: a sum of two floats needs no wider accumulator).
-void embedding_forward(float* out, const int32_t* idx, const float* wte, const float* wpe, int64_t B, int64_t T,
-                       int64_t C, int64_t pos_offset) {
+void embedding_forward(const EmbeddingParams& p) {
+    float* out = f32(p.out);
+    const int32_t* idx = p.idx;
+    const float* wte = f32(p.wte);
+    const float* wpe = f32(p.wpe);
+    const int64_t B = p.B, T = p.T, C = p.C, pos_offset = p.pos_offset;
     const int nt = num_threads();
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (int64_t bt = 0; bt < B * T; bt++) {
@@ -27,8 +31,12 @@ void embedding_forward(float* out, const int32_t* idx, const float* wte, const f
 
 // dwpe[pos_offset + t, :] += sum_b dout[b, t, :];  dwte[v, :] += sum over (b, t) with idx[b, t] == v of
 // dout[b, t, :], taken in (b, t) order. Each sum starts from the old value and is held in double until stored.
-void embedding_backward(float* dwte, float* dwpe, const float* dout, const int32_t* idx, int64_t B, int64_t T,
-                        int64_t C, int64_t pos_offset) {
+void embedding_backward(const EmbeddingBackwardParams& p) {
+    float* dwte = p.dwte;
+    float* dwpe = p.dwpe;
+    const float* dout = f32(p.dout);
+    const int32_t* idx = p.idx;
+    const int64_t B = p.B, T = p.T, C = p.C, pos_offset = p.pos_offset;
     const int nt = num_threads();
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (int64_t t = 0; t < T; t++) {

@@ -21,7 +21,10 @@ double half_one_plus_tanh(double u) {
 }  // namespace
 
 // out = 0.5 x (1 + tanh(u)),  u = sqrt(2/pi) (x + 0.044715 x^3). out may equal inp.
-void gelu_forward(float* out, const float* inp, int64_t n) {
+void gelu_forward(const GeluParams& p) {
+    float* out = f32(p.out);
+    const float* inp = f32(p.inp);
+    const int64_t n = p.n;
     const int nt = num_threads();
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (int64_t i = 0; i < n; i++) {
@@ -34,7 +37,12 @@ void gelu_forward(float* out, const float* inp, int64_t n) {
 // gelu'(x) = 0.5 (1 + tanh(u)) + 0.5 x (1 - tanh(u)^2) du/dx,  du/dx = sqrt(2/pi) (1 + 3 * 0.044715 x^2);
 // with s = 0.5 (1 + tanh(u)) and 1 - s = 0.5 (1 - tanh(u)): 0.5 (1 - tanh(u)^2) = 2 s (1 - s).
 // dinp (+)= gelu'(inp) * dout. dinp may equal inp or dout.
-void gelu_backward(float* dinp, const float* inp, const float* dout, int64_t n, bool accumulate) {
+void gelu_backward(const GeluBackwardParams& p) {
+    float* dinp = f32(p.dinp);
+    const float* inp = f32(p.inp);
+    const float* dout = f32(p.dout);
+    const int64_t n = p.n;
+    const bool accumulate = p.accumulate;
     const int nt = num_threads();
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (int64_t i = 0; i < n; i++) {

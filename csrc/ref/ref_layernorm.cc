@@ -10,8 +10,15 @@ namespace GPTX_ISA_NS {
 
 // mean = sum_c x / C, var = sum_c (x - mean)^2 / C (biased, as torch), rstd = 1 / sqrt(var + eps),
 // out = (x - mean) * rstd * weight + bias. mean and rstd may be null (nothing saved, e.g. for inference).
-void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* weight,
-                       const float* bias, int64_t N, int64_t C, float eps) {
+void layernorm_forward(const LayernormParams& p) {
+    float* out = f32(p.out);
+    float* mean = p.mean;
+    float* rstd = p.rstd;
+    const float* inp = f32(p.inp);
+    const float* weight = p.weight;
+    const float* bias = p.bias;
+    const int64_t N = p.N, C = p.C;
+    const float eps = p.eps;
     const int nt = num_threads();
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (int64_t n = 0; n < N; n++) {
@@ -34,9 +41,17 @@ void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, c
 //   dinp = rstd * (g - mean_c(g) - xhat * mean_c(g * xhat))
 //   dweight[c] = sum_n dout[n, c] * xhat[n, c],  dbias[c] = sum_n dout[n, c]
 // each written, or with accumulate added into the old contents.
-void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
-                        const float* weight, const float* mean, const float* rstd, int64_t N, int64_t C,
-                        bool accumulate) {
+void layernorm_backward(const LayernormBackwardParams& p) {
+    float* dinp = f32(p.dinp);
+    float* dweight = p.dweight;
+    float* dbias = p.dbias;
+    const float* dout = f32(p.dout);
+    const float* inp = f32(p.inp);
+    const float* weight = p.weight;
+    const float* mean = p.mean;
+    const float* rstd = p.rstd;
+    const int64_t N = p.N, C = p.C;
+    const bool accumulate = p.accumulate;
     const int nt = num_threads();
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (int64_t n = 0; n < N; n++) {

@@ -24,7 +24,11 @@ int64_t kept_columns(int64_t r, int64_t L, int64_t causal_Tq) {
 // out[r, j] = exp(scale * inp[r, j] - max) / sum_{kept j'} exp(scale * inp[r, j'] - max) on kept columns, else 0.
 // A row whose kept scaled entries are all -inf (or that keeps none) is all zeros; a NaN makes the kept row NaN.
 // Each element is read before it is written, so out may equal inp.
-void softmax_forward(float* out, const float* inp, int64_t rows, int64_t L, float scale, int64_t causal_Tq) {
+void softmax_forward(const SoftmaxParams& p) {
+    float* out = f32(p.out);
+    const float* inp = f32(p.inp);
+    const int64_t rows = p.rows, L = p.L, causal_Tq = p.causal_Tq;
+    const float scale = p.scale;
     const int nt = num_threads();
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (int64_t r = 0; r < rows; r++) {
@@ -50,7 +54,12 @@ void softmax_forward(float* out, const float* inp, int64_t rows, int64_t L, floa
 
 // dinp[r, j] = scale * out[r, j] * (dout[r, j] - sum_j' dout[r, j'] * out[r, j'])
 // The row's dot product is taken before anything is written, so dinp may equal dout or out.
-void softmax_backward(float* dinp, const float* dout, const float* out, int64_t rows, int64_t L, float scale) {
+void softmax_backward(const SoftmaxBackwardParams& p) {
+    float* dinp = f32(p.dinp);
+    const float* dout = f32(p.dout);
+    const float* out = f32(p.out);
+    const int64_t rows = p.rows, L = p.L;
+    const float scale = p.scale;
     const int nt = num_threads();
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (int64_t r = 0; r < rows; r++) {

@@ -1,4 +1,4 @@
-// adamw.cc — fused AdamW step (torch.optim.AdamW arithmetic) and the double-precision sum of squares.
+// adamw.cc — fused AdamW step (torch.optim.AdamW arithmetic) and the global norm (double-precision sum of squares).
 #include <math.h>
 #include <stdlib.h>
 
@@ -12,7 +12,7 @@ namespace cpu {
 namespace GPTX_ISA_NS {
 namespace {
 
-// sum_squares adds fixed chunks of this many floats; chunk sums are combined in chunk order, so the result is the
+// global_norm adds fixed chunks of this many floats; chunk sums are combined in chunk order, so the result is the
 // same for any thread count (and the partial array for 124M floats is only 7.6K doubles).
 constexpr int64_t kSqChunk = 16384;
 // Chunks handled per parallel round: bounds the partials to a stack array for any n.
@@ -39,14 +39,19 @@ static double chunk_sum_squares(const float* x, int64_t n) {
 
 }  // namespace
 
-void adamw_step(float* param, const float* grad, float* m, float* v, int64_t n, const AdamWParams& hp) {
+void adamw_step(const AdamWParams& hp) {
+    float scale = 1.0f;
+    if (!adamw_grad_scale(hp, &scale)) return;
+    float *param = hp.param, *m = hp.m, *v = hp.v;
+    const float* grad = hp.grad;
+    const int64_t n = hp.n;
     // bias corrections once, in double, as torch does with Python floats
     const double bc1 = 1.0 - pow((double)hp.beta1, (double)hp.step);
     const double bc2 = 1.0 - pow((double)hp.beta2, (double)hp.step);
     const Vf decay = vset1((float)(1.0 - (double)hp.lr * (double)hp.weight_decay));
     const Vf step_size = vset1((float)((double)hp.lr / bc1));
     const Vf bc2_sqrt = vset1((float)sqrt(bc2));
-    const Vf gs = vset1(hp.grad_scale), w1 = vset1(1.0f - hp.beta1), b2 = vset1(hp.beta2),
+    const Vf gs = vset1(scale), w1 = vset1(1.0f - hp.beta1), b2 = vset1(hp.beta2),
              w2 = vset1(1.0f - hp.beta2), eps = vset1(hp.eps);
     // Per element, in torch's order: p *= 1 - lr*wd; m.lerp_(g, 1-b1) (= m + (1-b1)(g - m)); v = v*b2 + (1-b2) g g;
     // denom = sqrt(v) / sqrt(bc2) + eps; p += (-lr/bc1) * m / denom.
@@ -69,7 +74,7 @@ void adamw_step(float* param, const float* grad, float* m, float* v, int64_t n, 
     });
 }
 
-double sum_squares(const float* x, int64_t n) {
+static double sum_squares(const float* x, int64_t n) {
     const int nt = num_threads();
     const int64_t nchunks = (n + kSqChunk - 1) / kSqChunk;
     double part[kSqGroup];
@@ -84,6 +89,13 @@ double sum_squares(const float* x, int64_t n) {
         for (int64_t c = g0; c < g1; c++) total += part[c - g0];
     }
     return total;
+}
+
+void global_norm(const GlobalNormParams& p) {
+    double total = 0.0;  // arrays in order, each summed in its fixed chunk order
+    for (int64_t t = 0; t < p.count; t++) total += sum_squares(f32(p.x[t]), p.n[t]);
+    if (p.sumsq != nullptr) *p.sumsq = total;
+    if (p.norm != nullptr) *p.norm = (float)sqrt(total);
 }
 
 }  // namespace GPTX_ISA_NS

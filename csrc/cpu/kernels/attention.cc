@@ -77,9 +77,9 @@ static void forward_small(const AttentionParams& p) {
 #pragma omp for schedule(static)
         for (int64_t bh = 0; bh < B * NH; bh++) {
             const int64_t h = bh % NH, b = bh / NH;
-            const float* q = p.q + b * p.q_batch_stride + h * p.q_head_stride;
-            const float* k = p.k + b * p.k_batch_stride + h * p.k_head_stride;
-            const float* v = p.v + b * p.v_batch_stride + h * p.v_head_stride;
+            const float* q = f32(p.q) + b * p.q_batch_stride + h * p.q_head_stride;
+            const float* k = f32(p.k) + b * p.k_batch_stride + h * p.k_head_stride;
+            const float* v = f32(p.v) + b * p.v_batch_stride + h * p.v_head_stride;
             prefetch_rows(k, Tk < kBwdBc ? Tk : kBwdBc, krs, HS, false);
             prefetch_rows(v, Tk < kBwdBc ? Tk : kBwdBc, vrs, HS, false);
             for (int64_t j0 = 0; j0 < Tk; j0 += kBwdBc) {
@@ -138,7 +138,7 @@ static void forward_small(const AttentionParams& p) {
                 else
                     bgemm<true, kAccumulate>(Tq, HSp / kW, bc, S, kBwdBc, Vp, HSp, O, HSp, nullptr);
             }
-            float* o = p.out + b * p.o_batch_stride + h * p.o_head_stride;
+            float* o = f32(p.out) + b * p.o_batch_stride + h * p.o_head_stride;
             for (int64_t r = 0; r < Tq; r++) {
                 const float inv = 1.0f / l[r];
                 for (int64_t d = 0; d < HS; d++) o[r * ors + d] = O[r * HSp + d] * inv;
@@ -184,10 +184,10 @@ static void forward_tiled(const AttentionParams& p) {
             const int64_t s0 = sb * kFwdSB;
             const int64_t srows = Tq - s0 < kFwdSB ? Tq - s0 : kFwdSB;
             const int64_t nsub = (srows + kFwdBr - 1) / kFwdBr;
-            const float* q = p.q + b * p.q_batch_stride + s0 * qrs + h * p.q_head_stride;
-            const float* k = p.k + b * p.k_batch_stride + h * p.k_head_stride;
-            const float* v = p.v + b * p.v_batch_stride + h * p.v_head_stride;
-            float* o = p.out + b * p.o_batch_stride + s0 * ors + h * p.o_head_stride;
+            const float* q = f32(p.q) + b * p.q_batch_stride + s0 * qrs + h * p.q_head_stride;
+            const float* k = f32(p.k) + b * p.k_batch_stride + h * p.k_head_stride;
+            const float* v = f32(p.v) + b * p.v_batch_stride + h * p.v_head_stride;
+            float* o = f32(p.out) + b * p.o_batch_stride + s0 * ors + h * p.o_head_stride;
             const int64_t pf0 = Tk - Tq + s0;  // absolute position of the task's first query
             const int64_t kend = p.causal ? (pf0 + srows < Tk ? pf0 + srows : Tk) : Tk;
             {
@@ -350,11 +350,11 @@ void attention_backward(const AttentionBackwardParams& bp) {
 #pragma omp for schedule(static)
         for (int64_t bh = 0; bh < B * NH; bh++) {
             const int64_t h = bh % NH, b = bh / NH;
-            const float* q = p.q + b * p.q_batch_stride + h * p.q_head_stride;
-            const float* k = p.k + b * p.k_batch_stride + h * p.k_head_stride;
-            const float* v = p.v + b * p.v_batch_stride + h * p.v_head_stride;
-            const float* o = p.out + b * p.o_batch_stride + h * p.o_head_stride;
-            const float* dout = bp.dout + b * p.o_batch_stride + h * p.o_head_stride;
+            const float* q = f32(p.q) + b * p.q_batch_stride + h * p.q_head_stride;
+            const float* k = f32(p.k) + b * p.k_batch_stride + h * p.k_head_stride;
+            const float* v = f32(p.v) + b * p.v_batch_stride + h * p.v_head_stride;
+            const float* o = f32(p.out) + b * p.o_batch_stride + h * p.o_head_stride;
+            const float* dout = f32(bp.dout) + b * p.o_batch_stride + h * p.o_head_stride;
             constexpr int64_t ahead = 8;  // rows of prefetch lead in the copies
             for (int64_t r = 0; r < Tq; r++) {
                 if (r + ahead < Tq) {
@@ -420,8 +420,8 @@ void attention_backward(const AttentionBackwardParams& bp) {
                         bgemm<true, kAccumulate>(rows, HSp / kW, bc, dS, kBwdBc, Kc + j0 * HSp, HSp,
                                                       dQ + r0 * HSp, HSp, nullptr);
                 }
-                float* dk = bp.dk + b * p.k_batch_stride + h * p.k_head_stride + j0 * krs;
-                float* dv = bp.dv + b * p.v_batch_stride + h * p.v_head_stride + j0 * vrs;
+                float* dk = f32(bp.dk) + b * p.k_batch_stride + h * p.k_head_stride + j0 * krs;
+                float* dv = f32(bp.dv) + b * p.v_batch_stride + h * p.v_head_stride + j0 * vrs;
                 if (bp.accumulate) {
                     transpose(dKT, kBwdBc, KT, HS, HS, bc);  // K_j^T, V_j^T are done with: (bc x HS) staging
                     transpose(dVT, kBwdBc, VT, HS, HS, bc);
@@ -435,7 +435,7 @@ void attention_backward(const AttentionBackwardParams& bp) {
                     transpose(dVT, kBwdBc, dv, vrs, HS, bc);
                 }
             }
-            float* dq = bp.dq + b * p.q_batch_stride + h * p.q_head_stride;
+            float* dq = f32(bp.dq) + b * p.q_batch_stride + h * p.q_head_stride;
             for (int64_t r = 0; r < Tq; r++) {
                 float* dqr = dq + r * qrs;
                 const float* src = dQ + r * HSp;

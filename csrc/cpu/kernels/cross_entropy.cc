@@ -57,8 +57,13 @@ static float row_lse(const float* x, int64_t V, const float* nx) {
 
 }  // namespace
 
-void cross_entropy_forward(float* losses, float* lse, const float* logits, const int32_t* targets, int64_t N,
-                           int64_t V, int64_t Vp, int32_t ignore_index) {
+void cross_entropy_forward(const CrossEntropyParams& p) {
+    float* losses = p.losses;
+    float* lse = p.lse;
+    const float* logits = f32(p.logits);
+    const int32_t* targets = p.targets;
+    const int64_t N = p.N, V = p.V, Vp = p.Vp;
+    const int32_t ignore_index = p.ignore_index;
     const int nt = num_threads();
     const bool par = nt > 1 && N > 1 && N * V >= kParallelMinHeavy;
 #pragma omp parallel for schedule(static) num_threads(nt) if (par)
@@ -68,11 +73,18 @@ void cross_entropy_forward(float* losses, float* lse, const float* logits, const
         lse[i] = l;
         losses[i] = targets[i] == ignore_index ? 0.0f : l - x[targets[i]];
     }
+    if (p.loss != nullptr) *p.loss = mean_loss(losses, targets, N, ignore_index);
 }
 
-void cross_entropy_backward(float* dlogits, const float* logits, const float* lse, const int32_t* targets,
-                            const float* dlosses, int64_t N, int64_t V, int64_t Vp, int32_t ignore_index,
-                            bool accumulate) {
+void cross_entropy_backward(const CrossEntropyBackwardParams& p) {
+    float* dlogits = f32(p.dlogits);
+    const float* logits = f32(p.logits);
+    const float* lse = p.lse;
+    const int32_t* targets = p.targets;
+    const float* dlosses = p.dlosses;
+    const int64_t N = p.N, V = p.V, Vp = p.Vp;
+    const int32_t ignore_index = p.ignore_index;
+    const bool accumulate = p.accumulate;
     const int nt = num_threads();
     // in place the destination was just read, so plain stores cost nothing extra
     const bool stream = !accumulate && want_stream(N * Vp) && dlogits != logits;

@@ -20,8 +20,12 @@ static inline void add_into(float* dst, const float* src, int64_t n) {
 
 }  // namespace
 
-void embedding_forward(float* out, const int32_t* idx, const float* wte, const float* wpe, int64_t B, int64_t T,
-                       int64_t C, int64_t pos_offset) {
+void embedding_forward(const EmbeddingParams& p) {
+    float* out = f32(p.out);
+    const int32_t* idx = p.idx;
+    const float* wte = f32(p.wte);
+    const float* wpe = f32(p.wpe);
+    const int64_t B = p.B, T = p.T, C = p.C, pos_offset = p.pos_offset;
     const int nt = num_threads();
     const int64_t rows = B * T;
     const bool stream = want_stream(rows * C);
@@ -43,8 +47,12 @@ void embedding_forward(float* out, const int32_t* idx, const float* wte, const f
 // Each thread owns a slice of the C columns (on 16-float boundaries, so no cache line is shared) and walks the tokens
 // in (b, t) order: every element of dwte/dwpe receives its additions in the same order whatever the thread count,
 // with no atomics. Repeated tokens hit the same slice of dwte, which then stays in L1.
-void embedding_backward(float* dwte, float* dwpe, const float* dout, const int32_t* idx, int64_t B, int64_t T,
-                        int64_t C, int64_t pos_offset) {
+void embedding_backward(const EmbeddingBackwardParams& p) {
+    float* dwte = p.dwte;
+    float* dwpe = p.dwpe;
+    const float* dout = f32(p.dout);
+    const int32_t* idx = p.idx;
+    const int64_t B = p.B, T = p.T, C = p.C, pos_offset = p.pos_offset;
     const int nt = num_threads();
     const bool par = nt > 1 && C >= 32 && B * T * C >= kParallelMinWork;
 #pragma omp parallel num_threads(nt) if (par)

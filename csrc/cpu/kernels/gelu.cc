@@ -44,7 +44,10 @@ static inline Vf gelu_grad_v(Vf x) {
 
 }  // namespace
 
-void gelu_forward(float* out, const float* inp, int64_t n) {
+void gelu_forward(const GeluParams& p) {
+    float* out = f32(p.out);
+    const float* inp = f32(p.inp);
+    const int64_t n = p.n;
     const bool stream = want_stream(n) && out != inp;
     parallel_range(n, kParallelMinHeavy, [&](int64_t lo, int64_t hi) {
         const float* x = inp + lo;
@@ -54,7 +57,12 @@ void gelu_forward(float* out, const float* inp, int64_t n) {
     });
 }
 
-void gelu_backward(float* dinp, const float* inp, const float* dout, int64_t n, bool accumulate) {
+void gelu_backward(const GeluBackwardParams& p) {
+    float* dinp = f32(p.dinp);
+    const float* inp = f32(p.inp);
+    const float* dout = f32(p.dout);
+    const int64_t n = p.n;
+    const bool accumulate = p.accumulate;
     const bool stream = !accumulate && want_stream(n) && dinp != inp && dinp != dout;
     parallel_range(n, kParallelMinHeavy, [&](int64_t lo, int64_t hi) {
         const float* x = inp + lo;

@@ -82,8 +82,15 @@ static void ln_backward_row(float* dinp, float* pdw, float* pdb, const float* do
 
 }  // namespace
 
-void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* weight,
-                       const float* bias, int64_t N, int64_t C, float eps) {
+void layernorm_forward(const LayernormParams& p) {
+    float* out = f32(p.out);
+    float* mean = p.mean;
+    float* rstd = p.rstd;
+    const float* inp = f32(p.inp);
+    const float* weight = p.weight;
+    const float* bias = p.bias;
+    const int64_t N = p.N, C = p.C;
+    const float eps = p.eps;
     const int nt = num_threads();
     const bool stream = want_stream(N * C) && out != inp;
     const bool par = nt > 1 && N > 1 && N * C >= kParallelMinWork;
@@ -108,9 +115,17 @@ void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, c
     }
 }
 
-void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
-                        const float* weight, const float* mean, const float* rstd, int64_t N, int64_t C,
-                        bool accumulate) {
+void layernorm_backward(const LayernormBackwardParams& p) {
+    float* dinp = f32(p.dinp);
+    float* dweight = p.dweight;
+    float* dbias = p.dbias;
+    const float* dout = f32(p.dout);
+    const float* inp = f32(p.inp);
+    const float* weight = p.weight;
+    const float* mean = p.mean;
+    const float* rstd = p.rstd;
+    const int64_t N = p.N, C = p.C;
+    const bool accumulate = p.accumulate;
     const int nt = num_threads();
     const bool stream = !accumulate && want_stream(N * C) && dinp != dout && dinp != inp;
     const bool par = nt > 1 && N * C >= kParallelMinWork;

@@ -88,7 +88,11 @@ static void softmax_row(float* out, const float* x, int64_t L, int64_t k, float 
 
 }  // namespace
 
-void softmax_forward(float* out, const float* inp, int64_t rows, int64_t L, float scale, int64_t causal_Tq) {
+void softmax_forward(const SoftmaxParams& p) {
+    float* out = f32(p.out);
+    const float* inp = f32(p.inp);
+    const int64_t rows = p.rows, L = p.L, causal_Tq = p.causal_Tq;
+    const float scale = p.scale;
     const int nt = num_threads();
     const bool stream = want_stream(rows * L) && out != inp;
     const bool par = nt > 1 && rows > 1 && rows * L >= kParallelMinHeavy;
@@ -107,7 +111,12 @@ void softmax_forward(float* out, const float* inp, int64_t rows, int64_t L, floa
     }
 }
 
-void softmax_backward(float* dinp, const float* dout, const float* out, int64_t rows, int64_t L, float scale) {
+void softmax_backward(const SoftmaxBackwardParams& p) {
+    float* dinp = f32(p.dinp);
+    const float* dout = f32(p.dout);
+    const float* out = f32(p.out);
+    const int64_t rows = p.rows, L = p.L;
+    const float scale = p.scale;
     const int nt = num_threads();
     const bool stream = want_stream(rows * L) && dinp != dout && dinp != out;
     const bool par = nt > 1 && rows > 1 && rows * L >= kParallelMinHeavy;

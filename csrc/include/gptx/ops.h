@@ -18,6 +18,7 @@
 //   with a message naming the op and the argument. Nothing is written when an argument is rejected.
 #pragma once
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "gptx/tensor.h"
@@ -112,12 +113,14 @@ Tensor add_forward(const Tensor& a, const Tensor& b, const Tensor& out = Tensor(
 // Fused softmax + cross-entropy. logits (..., Vp) of which the first V columns are the real vocabulary
 // (V <= 0: V = Vp); targets (...) int32 in [0, V) or == ignore_index (those rows: loss 0, gradient 0).
 // losses (...) per position; lse (...) saved for backward.
+// With `loss` (one float32 element), also the mean of losses over the rows whose target is not ignore_index, summed
+// in double (NaN when every row is ignored), computed on the op's device without waiting for it.
 struct CrossEntropyOutputs {
-    Tensor losses, lse;
+    Tensor losses, lse, loss;
 };
 CrossEntropyOutputs cross_entropy_forward(const Tensor& logits, const Tensor& targets, int64_t V = 0,
                                           int32_t ignore_index = -100, const Tensor& losses = Tensor(),
-                                          const Tensor& lse = Tensor());
+                                          const Tensor& lse = Tensor(), const Tensor& loss = Tensor());
 // dlogits = dlosses * (softmax - onehot(target)) on the V real columns, 0 on padding columns. dlogits may be the
 // logits tensor itself (in place: saves a (N, Vp) buffer); any other overlap is an error.
 Tensor cross_entropy_backward(const Tensor& logits, const Tensor& lse, const Tensor& targets, const Tensor& dlosses,
@@ -128,11 +131,26 @@ Tensor cross_entropy_backward(const Tensor& logits, const Tensor& lse, const Ten
 struct AdamWOptions {
     float lr = 1e-3f, beta1 = 0.9f, beta2 = 0.999f, eps = 1e-8f, weight_decay = 0.0f;
     int64_t step = 1;         // 1-based, for the bias corrections
-    float grad_scale = 1.0f;  // multiplies the gradient first (gradient clipping, loss scaling)
+    float grad_scale = 1.0f;  // multiplies the gradient first (1/grad_accum, loss scaling)
+    // Weight decay for every element (decay_all), or only inside these sorted, disjoint [begin, end) ranges of the
+    // flattened buffers (the rest gets none): one call updates all parameters of a model stored in one flat buffer.
+    bool decay_all = true;
+    std::vector<std::pair<int64_t, int64_t>> decay_ranges;
+    // Gradient clipping with the norm given to adamw_step: clip = min(1, max_norm / (norm * norm_scale + 1e-6))
+    // (torch.nn.utils.clip_grad_norm_'s coefficient, float32); max_norm <= 0: no clipping.
+    float max_norm = 0.0f;
+    float norm_scale = 1.0f;
 };
-// One fused AdamW step in place on param, m, v (torch.optim.AdamW arithmetic, decoupled weight decay).
-void adamw_step(const Tensor& param, const Tensor& grad, const Tensor& m, const Tensor& v, const AdamWOptions& opt);
-// sqrt(sum of squares) over all tensors, accumulated in double.
+// One fused AdamW step in place on param, m, v (torch.optim.AdamW arithmetic, decoupled weight decay). With `norm`
+// (one float32 element on the op's device, e.g. global_norm's `out`) the gradients are clipped by it, and a norm
+// (times norm_scale) that is not finite skips the step: param, m and v stay as they were. Nothing waits for the
+// device: the clip factor is computed where the norm is.
+void adamw_step(const Tensor& param, const Tensor& grad, const Tensor& m, const Tensor& v, const AdamWOptions& opt,
+                const Tensor& norm = Tensor());
+// sqrt(sum of squares) over all tensors, accumulated in double. The first form returns the number (on CUDA it waits
+// for the device); the second writes it, rounded to float32, into `out` (one float32 element on the tensors' device)
+// and returns at once.
 double global_norm(const std::vector<Tensor>& tensors);
+Tensor global_norm(const std::vector<Tensor>& tensors, const Tensor& out);
 
 }  // namespace gptx

@@ -1,4 +1,4 @@
-// residual.cc — residual add out = a + b (out may be a or b).
+// add.cc — add_forward: out = a + b elementwise (the residual connections; out may be a or b).
 #include "../kernels.h"
 #include "../threads.h"
 #include "../vec.h"
@@ -8,7 +8,11 @@ namespace gptx {
 namespace cpu {
 namespace GPTX_ISA_NS {
 
-void add_forward(float* out, const float* a, const float* b, int64_t n) {
+void add_forward(const AddParams& p) {
+    float* out = f32(p.out);
+    const float* a = f32(p.a);
+    const float* b = f32(p.b);
+    const int64_t n = p.n;
     // In place the destination lines were just read, so plain stores cost no extra traffic; streaming only helps
     // a fresh output.
     const bool stream = want_stream(n) && out != a && out != b;

@@ -1,4 +1,5 @@
-// gemm.cc — fp32 GEMM (packed panels, cache blocking, register-tiled micro-kernel, OpenMP) and bias_backward.
+// matmul.cc — matmul_forward: fp32 GEMM (packed panels, cache blocking, register-tiled micro-kernel, OpenMP),
+// batched; and bias_backward.
 //
 // C(M, N) = beta * C + op(A) @ op(B) + bias, BLIS-style:
 //   for jc (NC columns of op(B)), for chunks of K blocks:
@@ -23,9 +24,9 @@
 #include "../kernels.h"
 #include "../threads.h"
 #include "../vec.h"
-#include "gemm_pack.h"
-#include "gemm_small.h"
-#include "gemm_tile.h"
+#include "matmul_pack.h"
+#include "matmul_small.h"
+#include "matmul_tile.h"
 
 namespace gptx {
 namespace cpu {
@@ -339,8 +340,6 @@ void gemm_packed(const GemmArgs& g) {
     free(ap_all);
 }
 
-}  // namespace
-
 void gemm(const GemmArgs& g) {
     if (g.M <= 0 || g.N <= 0) return;
     if (g.K <= 0) {  // empty sum: C = beta * C + bias
@@ -355,6 +354,30 @@ void gemm(const GemmArgs& g) {
         gemm_small(g);
     else
         gemm_packed(g);
+}
+
+}  // namespace
+
+// Batches run one after another, each a whole GEMM over all threads (batched matmuls here are attention-sized or
+// the per-batch weight gradients of a shared weight; each batch alone fills the threads).
+void matmul_forward(const MatmulParams& p) {
+    GemmArgs g;
+    g.trans_a = p.trans_a;
+    g.trans_b = p.trans_b;
+    g.M = p.M;
+    g.N = p.N;
+    g.K = p.K;
+    g.lda = p.lda;
+    g.ldb = p.ldb;
+    g.ldc = p.ldc;
+    g.beta = p.beta;
+    g.bias = p.bias;
+    for (int64_t z = 0; z < p.batch; z++) {
+        g.A = f32(p.A) + z * p.stride_a;
+        g.B = f32(p.B) + z * p.stride_b;
+        g.C = f32(p.C) + z * p.stride_c;
+        gemm(g);
+    }
 }
 
 // ---------------------------------------------------------------- bias_backward
@@ -395,7 +418,11 @@ void bias_block(float* dbias, const float* dout, int64_t N, int64_t OC, int64_t 
 }
 }  // namespace
 
-void bias_backward(float* dbias, const float* dout, int64_t N, int64_t OC, bool accumulate) {
+void bias_backward(const BiasBackwardParams& p) {
+    float* dbias = p.dbias;
+    const float* dout = f32(p.dout);
+    const int64_t N = p.N, OC = p.OC;
+    const bool accumulate = p.accumulate;
     int nt = num_threads();
     const int64_t units = cdiv(OC, 16);  // 16-float units: no cache line of dbias is shared between threads
     if (N * OC < 65536) nt = 1;

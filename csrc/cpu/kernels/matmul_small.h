@@ -1,5 +1,5 @@
-// gemm_small.h — the GEMM path for M <= 4 rows (token-by-token decoding): B streamed once, no packing.
-// Included only by gemm.cc, once per ISA build.
+// matmul_small.h — the GEMM path for M <= 4 rows (token-by-token decoding): B streamed once, no packing.
+// Included only by matmul.cc, once per ISA build.
 #pragma once
 #include <stdint.h>
 #include <stdlib.h>
@@ -7,7 +7,7 @@
 
 #include "../threads.h"
 #include "../vec.h"
-#include "gemm_tile.h"
+#include "matmul_tile.h"
 
 namespace gptx {
 namespace cpu {

@@ -1,22 +1,19 @@
-// runtime.cc — thread count and version.
-#include "gptx/runtime.h"
+// threads.cc — the thread count of the CPU kernels: owned by the CPU backend, set through gptx::set_num_threads.
+#include "cpu/threads.h"
 
 #include <omp.h>
 
 #include <atomic>
 #include <string>
 
-#include "cpu/threads.h"
 #include "gptx/error.h"
-#include "gptx/version.h"
+#include "gptx/runtime.h"
 
 namespace gptx {
 
 namespace {
 std::atomic<int> g_threads{0};  // 0: not set yet, use the OpenMP default
 }
-
-const char* version() { return GPTX_VERSION_STRING; }
 
 int get_num_threads() {
     int n = g_threads.load(std::memory_order_relaxed);

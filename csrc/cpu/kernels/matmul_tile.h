@@ -1,5 +1,6 @@
-// gemm_tile.h — small helpers of gemm.cc: integer arithmetic, scratch allocation and writing result vectors or
-// register tiles into C (with bias and beta). Included only by gemm.cc and its headers, once per ISA build.
+// matmul_tile.h — small helpers of the GEMM in matmul.cc: the single-GEMM arguments, integer arithmetic, scratch
+// allocation and writing result vectors or register tiles into C (with bias and beta). Included only by matmul.cc
+// and its headers, once per ISA build.
 #pragma once
 #include <stdint.h>
 #include <stdlib.h>
@@ -9,6 +10,21 @@
 namespace gptx {
 namespace cpu {
 namespace GPTX_ISA_NS {
+
+// One float32 GEMM: C(M, N) = beta * C + op(A) @ op(B) + bias (the MatmulParams of one batch index).
+struct GemmArgs {
+    bool trans_a = false, trans_b = false;
+    int64_t M = 0, N = 0, K = 0;
+    const float* A = nullptr;
+    int64_t lda = 0;
+    const float* B = nullptr;
+    int64_t ldb = 0;
+    float* C = nullptr;
+    int64_t ldc = 0;
+    float beta = 0.0f;
+    const float* bias = nullptr;
+};
+
 namespace {
 
 int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }

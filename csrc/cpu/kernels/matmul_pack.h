@@ -1,4 +1,4 @@
-// gemm_pack.h — packing of op(A) / op(B) panels for gemm.cc (included only there, once per ISA build).
+// matmul_pack.h — packing of op(A) / op(B) panels for matmul.cc (included only there, once per ISA build).
 //
 // A packed panel of width W (MR rows of op(A), or NR columns of op(B)) stores, for each k, W consecutive floats;
 // lanes past the matrix edge are zero so the micro-kernel always runs full tiles.

@@ -1,4 +1,4 @@
-// ref_residual.cc — scalar reference of the residual add.
+// ref_add.cc — scalar reference of add_forward.
 #include "../cpu/kernels.h"
 #include "../cpu/threads.h"
 
@@ -7,7 +7,11 @@ namespace cpu {
 namespace GPTX_ISA_NS {
 
 // out = a + b, one correctly rounded float addition per element; out may equal a or b.
-void add_forward(float* out, const float* a, const float* b, int64_t n) {
+void add_forward(const AddParams& p) {
+    float* out = f32(p.out);
+    const float* a = f32(p.a);
+    const float* b = f32(p.b);
+    const int64_t n = p.n;
     const int nt = num_threads();
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (int64_t i = 0; i < n; i++) out[i] = a[i] + b[i];

@@ -1,6 +1,6 @@
-// gemm.cu — matrix products on the GPU (gptx::cuda::gemm) and the bias gradient (gptx::cuda::bias_backward).
+// matmul.cu — matrix products on the GPU (matmul_forward, a batched GEMM) and the bias gradient (bias_backward).
 //
-// C_z(M, N) = beta * C_z + op(A_z) @ op(B_z) + bias, for z in [0, batch); see kernels.h for the argument rules.
+// C_z(M, N) = beta * C_z + op(A_z) @ op(B_z) + bias, for z in [0, batch); see MatmulParams in backend/params.h for the argument rules.
 //
 // Three kernels:
 // - bfloat16 / float16 operands: tensor cores through mma.sync.m16n8k16 (float32 accumulation). Tiles of op(A)
@@ -417,7 +417,7 @@ void launch_mma(const MmaParams& base, int64_t batch) {
 }
 
 template <class Cfg, bool IS_BF16>
-void launch_mma_trans(const GemmArgs& a, const MmaParams& p) {
+void launch_mma_trans(const MatmulParams& a, const MmaParams& p) {
     if (!a.trans_a && !a.trans_b) launch_mma<Cfg, IS_BF16, false, false>(p, a.batch);
     else if (!a.trans_a && a.trans_b) launch_mma<Cfg, IS_BF16, false, true>(p, a.batch);
     else if (a.trans_a && !a.trans_b) launch_mma<Cfg, IS_BF16, true, false>(p, a.batch);
@@ -572,8 +572,8 @@ __global__ void gemm_k0_kernel(Epilogue e, int64_t batch, int64_t M, int64_t N) 
 }  // namespace
 
 // ------------------------------------------------------------------------------------------------ gemm
-void gemm(const GemmArgs& args) {
-    const GemmArgs& a = args;
+void matmul_forward(const MatmulParams& args) {
+    const MatmulParams& a = args;
     if (a.M <= 0 || a.N <= 0 || a.batch <= 0) return;
     const DType ab = a.ab_dtype;
     if (ab != DType::float32 && ab != DType::bfloat16 && ab != DType::float16)
@@ -690,7 +690,12 @@ __global__ void bias_final_kernel(float* dbias, const float* partial, int64_t ch
 
 }  // namespace
 
-void bias_backward(float* dbias, const void* dout, DType dtype, int64_t N, int64_t OC, bool accumulate) {
+void bias_backward(const BiasBackwardParams& p) {
+    float* dbias = p.dbias;
+    const void* dout = p.dout;
+    const DType dtype = p.dtype;
+    const int64_t N = p.N, OC = p.OC;
+    const bool accumulate = p.accumulate;
     if (OC <= 0) return;
     if (N <= 0) {
         if (!accumulate) GPTX_CUDA_CHECK(cudaMemsetAsync(dbias, 0, OC * sizeof(float), stream()));
