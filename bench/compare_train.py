@@ -129,7 +129,7 @@ def run_gptx(cfg, args):
 
     import gptx
     from gptx.model import GPT, GPTConfig
-    from gptx.optim import AdamW, global_norm_into
+    from gptx.optim import AdamW
 
     gptx.set_num_threads(args.threads)
     import_mib = proc_status_mib("VmRSS")
@@ -139,13 +139,13 @@ def run_gptx(cfg, args):
                 flat=model.flat_buffers())
     idx, targets = (a.astype(np.int32) for a in batch(cfg))
     stats = gptx.Tensor.zeros([2], "float32", model.device)  # loss, gradient norm
-    loss_out, norm = stats[0:1], stats[1:2]
+    loss_out, norm = stats[0], stats[1]
 
     def step():  # gptx.Trainer.train_step without the schedule, the data sampling and the logging
         model.zero_grad()
         model.forward_loss(idx, targets, out=loss_out)
         model.backward()
-        global_norm_into([model.flat_buffers()[1]], norm)
+        gptx.ops.global_norm([model.flat_buffers()[1]], out=norm)
         opt.step(norm=norm, max_norm=GRAD_CLIP)  # clips inside the one fused call
         return float(stats.to("cpu").numpy()[0])  # the step's one read, after the update
 

@@ -52,6 +52,7 @@ class Activations:
         self.logits = buf(BT, padded_vocab)
         self.losses, self.ce_lse = stat(BT), stat(BT)
         self.dlosses = stat(BT)
+        self.dlosses_value = None  # the value dlosses was last filled with (backward's 1/count)
         # Shared scratch: the GELU output in forward, then dfch in backward (gelu_backward works in place).
         self.scratch4 = buf(BT, 4 * C)
         self._grad_scratch = None

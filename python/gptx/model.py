@@ -342,7 +342,10 @@ class GPT:
         # LM head tied to wte: logits (B*T, Vp) = lnf @ wte^T over the padded table.
         ops.matmul_forward(a.lnf, P.wte, trans_b=True, out=a.logits)
         if targets is not None:
-            _mean_loss(a, c.vocab_size, self._count, loss)
+            # per-row losses and lse for backward; the mean over the counted rows (NaN when there are none, like
+            # torch's mean of nothing) written into `loss` on the device, nothing read back
+            ops.cross_entropy_forward(a.logits, a.targets, V=c.vocab_size, ignore_index=IGNORE_INDEX,
+                                      losses=a.losses, lse=a.ce_lse, loss=loss)
             self._pending = True
         return a
 
@@ -354,12 +357,13 @@ class GPT:
         model's own buffer, valid until the next forward() or backward() (backward turns them into their gradient in
         place); otherwise the padded columns are left out by one copy of the first vocab_size columns.
         loss: None without targets; with targets (B, T) (IGNORE_INDEX = -100 marks positions that do not count) a
-        one-element float32 gptx.Tensor on the model's device holding the mean cross-entropy over the counted
-        positions (NaN when there are none); float(loss) / loss.item() reads it. A new tensor every call.
+        0-d (one element) float32 gptx.Tensor on the model's device holding the mean cross-entropy over the counted
+        positions (NaN when there are none), computed natively; float(loss) / loss.item() reads it (on a GPU that
+        waits for the pass). A new tensor every call.
         Training loops that do not need the logits call forward_loss() instead (no copy).
         """
         c = self.config
-        loss = None if targets is None else _core.Tensor.empty([1], "float32", self.device)
+        loss = None if targets is None else _core.Tensor.empty([], "float32", self.device)
         a = self._run(idx, targets, loss)
         B, T = a.shape
         if c.padded_vocab_size == c.vocab_size:
@@ -369,12 +373,12 @@ class GPT:
         return logits, loss
 
     def forward_loss(self, idx, targets, out=None):
-        """forward(idx, targets) without making the logits: returns the one-element float32 loss tensor (written
-        into `out`, a one-element float32 tensor on the model's device, when given), read by the caller when it
-        wants to (no device sync here). What the Trainer and evaluation call."""
+        """forward(idx, targets) without making the logits: returns the 0-d float32 loss tensor (written into
+        `out`, a one-element float32 tensor on the model's device, when given), read by the caller when it wants to
+        (nothing waits for the device here). What the Trainer and evaluation call."""
         if targets is None:
             raise ValueError("GPT.forward_loss: targets are required (use forward() for logits alone)")
-        loss = _core.Tensor.empty([1], "float32", self.device) if out is None else out
+        loss = _core.Tensor.empty([], "float32", self.device) if out is None else out
         self._run(idx, targets, loss)
         return loss
 
@@ -389,7 +393,9 @@ class GPT:
         c, a, P, G = self.config, self._acts, self._c, self._g
         dres, dres3, dx, dx4, dqkv, dqkv5 = a.grad_scratch()
         # Loss -> logits: softmax - onehot, scaled by 1/count, written over the logits (no second (BT, Vp) buffer).
-        a.dlosses.fill_(1.0 / self._count)
+        if a.dlosses_value != 1.0 / self._count:  # refilled only when the count changes (it rarely does)
+            a.dlosses.fill_(1.0 / self._count)
+            a.dlosses_value = 1.0 / self._count
         ops.cross_entropy_backward(a.logits, a.ce_lse, a.targets, a.dlosses, V=c.vocab_size,
                                    ignore_index=IGNORE_INDEX, dlogits=a.logits)
         # dwte += dlogits^T @ lnf (padding columns of dlogits are 0, so padded rows stay 0); dlnf = dlogits @ wte.
@@ -469,15 +475,6 @@ class GPT:
         where = "" if self.device == "cpu" else f", device={self.device!r}, dtype={self.dtype!r}"
         return (f"GPT(n_layer={c.n_layer}, n_head={c.n_head}, n_embd={c.n_embd}, block_size={c.block_size}, "
                 f"vocab_size={c.vocab_size}, parameters={self.num_parameters():,}{where})")
-
-
-def _mean_loss(a: Activations, V: int, count: int, loss) -> None:
-    """Cross-entropy of a.logits against a.targets: per-row losses and lse for backward, the mean over the counted
-    rows into `loss` (NaN when count is 0, like torch's mean of nothing)."""
-    ops.cross_entropy_forward(a.logits, a.targets, V=V, ignore_index=IGNORE_INDEX, losses=a.losses, lse=a.ce_lse)
-    # The mean on the host until cross_entropy_forward writes it natively (its loss= output).
-    mean = np.sum(host_values(a.losses), dtype=np.float64) / count if count else float("nan")
-    loss.copy_(np.array([mean], dtype=np.float32))
 
 
 def _first_columns(src, V: int):

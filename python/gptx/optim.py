@@ -106,16 +106,16 @@ class AdamW:
             raise ValueError(f"AdamW.step: grad_scale is {grad_scale}")
         self.step_count += 1
         b1, b2 = self.betas
-        hp = dict(lr=lr, beta1=b1, beta2=b2, eps=self.eps, step=self.step_count)
+        hp = dict(lr=lr, beta1=b1, beta2=b2, eps=self.eps, step=self.step_count, grad_scale=grad_scale, norm=norm,
+                  max_norm=max_norm or 0.0, norm_scale=norm_scale)
         if self._flat is not None:
             pbuf, gbuf, _, ranges = self._flat
-            _adamw(pbuf, gbuf, self._m_flat, self._v_flat, hp, self.weight_decay, grad_scale, ranges, norm,
-                   max_norm, norm_scale)
+            ops.adamw_step(pbuf, gbuf, self._m_flat, self._v_flat, weight_decay=self.weight_decay,
+                           decay_ranges=ranges, **hp)
             return
         for name, p in self.params:
             wd = self.weight_decay if len(p.shape) >= 2 else 0.0
-            _adamw(p, self.grads[name], self.m[name], self.v[name], hp, wd, grad_scale, None, norm, max_norm,
-                   norm_scale)
+            ops.adamw_step(p, self.grads[name], self.m[name], self.v[name], weight_decay=wd, **hp)
 
     def hparams(self):
         return {"lr": self.lr, "betas": list(self.betas), "eps": self.eps, "weight_decay": self.weight_decay}
@@ -145,32 +145,6 @@ class AdamW:
         self.step_count = step
 
 
-def _adamw(p, g, m, v, hp, weight_decay, grad_scale, decay_ranges, norm, max_norm, norm_scale):
-    """ops.adamw_step with decay ranges and the clip/skip from a norm tensor.
-
-    Emulated here until the kernel takes decay_ranges / norm / max_norm / norm_scale itself: the norm is read on the
-    host (one sync), and a flat buffer is updated one range at a time."""
-    scale = float(grad_scale)
-    if norm is not None:
-        total = float(np.asarray(norm.to("cpu")).reshape(-1)[0]) * norm_scale
-        if not math.isfinite(total):
-            return  # a diverged step leaves the weights and moments alone
-        if max_norm and max_norm > 0:
-            scale *= clip_coefficient(total, max_norm)
-    if decay_ranges is None:
-        ops.adamw_step(p, g, m, v, weight_decay=weight_decay, grad_scale=scale, **hp)
-        return
-    cuts = [0]
-    for begin, end in decay_ranges.tolist():
-        cuts += [begin, end]
-    cuts.append(p.size)
-    for i in range(len(cuts) - 1):
-        b, e = cuts[i], cuts[i + 1]
-        if e > b:
-            wd = weight_decay if i % 2 else 0.0
-            ops.adamw_step(p[b:e], g[b:e], m[b:e], v[b:e], weight_decay=wd, grad_scale=scale, **hp)
-
-
 def lr_schedule(step, max_steps, lr, warmup_steps=0, min_lr=0.0):
     """Learning rate for the 0-based `step`: linear warmup to lr over warmup_steps, then cosine decay to min_lr.
 
@@ -193,19 +167,14 @@ def clip_coefficient(norm, max_norm):
     return float(min(np.float32(1.0), coef))
 
 
-def global_norm_into(tensors, out) -> None:
-    """sqrt(sum of squares) of every element of `tensors` (double accumulation) written into `out`, a one-element
-    float32 tensor on their device. Through the host until ops.global_norm takes out= itself."""
-    out.copy_(np.array([ops.global_norm(tensors)], dtype=np.float32))
-
-
 def clip_grad_norm(grads, max_norm, grad_scale=1.0):
     """(total_norm, scale): the global L2 norm of all gradients (times grad_scale) and the factor that clips it.
 
     The gradients are not modified: pass `scale` (times grad_scale) to AdamW.step so the kernel applies it. As in
     torch.nn.utils.clip_grad_norm_, scale = min(1, max_norm / (norm + 1e-6)); max_norm None or <= 0 disables clipping.
     A non-finite norm returns scale 1.0 (the caller decides what to do with a diverged step). This reads the norm on
-    the host; the Trainer instead hands the norm tensor to AdamW.step (ops.global_norm(..., out=) + step(norm=)).
+    the host; the Trainer instead hands the norm tensor to AdamW.step (ops.global_norm(..., out=) + step(norm=)),
+    which clips with the same arithmetic inside the kernel.
     """
     arrays = list(grads.values()) if isinstance(grads, dict) else list(grads)
     norm = float(ops.global_norm(arrays)) * abs(grad_scale)

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from gptx import _core
+from gptx import _core, ops
 from gptx._host import host_copy
 from gptx.checkpoint import load_checkpoint, save_checkpoint
-from gptx.optim import AdamW, clip_coefficient, global_norm_into, lr_schedule
+from gptx.optim import AdamW, clip_coefficient, lr_schedule
 
 
 @dataclass
@@ -113,7 +113,7 @@ class Trainer:
         G = self.cfg.grad_accum
         if self._stat_views is None or len(self._stat_views) != G + 1:
             buf = _core.Tensor.zeros([G + 1], "float32", getattr(self.model, "device", "cpu"))
-            self._stat_views = (buf, [buf[i:i + 1] for i in range(G + 1)])
+            self._stat_views = (buf, [buf[i] for i in range(G + 1)])  # 0-d views
         return self._stat_views
 
     def train_step(self) -> dict:
@@ -135,7 +135,7 @@ class Trainer:
         # takes it and applies 1/G and the clipping factor itself (grad_scale, norm_scale), so the gradients are never
         # rescaled in place and the host never waits between the backward pass and the update. A non-finite norm
         # makes the kernel skip the update.
-        global_norm_into(self._grad_buffers(), slots[G])
+        ops.global_norm(self._grad_buffers(), out=slots[G])
         self.opt.step(lr=lr, grad_scale=1.0 / G, norm=slots[G], max_norm=cfg.grad_clip, norm_scale=1.0 / G)
         values = host_copy(stats)  # the step's one read from the device
         loss = float(np.mean(values[:G], dtype=np.float64))
@@ -167,7 +167,7 @@ class Trainer:
         losses = _core.Tensor.empty([batches], "float32", getattr(self.model, "device", "cpu"))
         for i in range(batches):
             x, y = self.val_data.get_batch(cfg.batch_size, cfg.block_size, rng)
-            self.model.forward_loss(x, y, out=losses[i:i + 1])
+            self.model.forward_loss(x, y, out=losses[i])
         if saved is not None:
             self.val_data.load_state_dict(saved)
         self.val_loss = float(np.mean(host_copy(losses), dtype=np.float64))  # one read for all batches

@@ -57,7 +57,7 @@ def test_logits_loss_and_every_gradient(tmp_path, rng, case):
     assert isinstance(logits, gptx.Tensor) and logits.shape == (B, T, V) and logits.dtype == "float32"
     assert isinstance(loss, gptx.Tensor) and loss.size == 1 and loss.dtype == "float32"
     close(logits, ref_logits, "logits")
-    assert_close(np.asarray(loss).item(), ref_loss, scale=REL_SCALE * ref_loss, what="loss")
+    assert_close(float(loss), ref_loss, scale=REL_SCALE * ref_loss, what="loss")
 
     model.backward()
     assert set(model.grads) == set(ref_grads)
@@ -107,7 +107,7 @@ def test_all_targets_ignored(tmp_path, rng):
     model = load_via_disk(random_hf_model(TINY, seed=1), tmp_path)
     idx, _ = random_batch(rng, 2, 4, TINY[4])
     _, loss = model.forward(idx, np.full((2, 4), -100))
-    assert np.isnan(np.asarray(loss).item())  # the mean over no positions, as torch's cross_entropy gives
+    assert np.isnan(float(loss))  # the mean over no positions, as torch's cross_entropy gives
     model.zero_grad()
     model.backward()
     assert not any(np.asarray(g).any() for g in model.grads.values())

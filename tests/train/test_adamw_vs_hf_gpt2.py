@@ -1,9 +1,11 @@
-"""Five clipped AdamW steps of gptx's GPT vs transformers' GPT2LMHeadModel (float64) from the same weights."""
+"""Five clipped AdamW steps of gptx's GPT vs transformers' GPT2LMHeadModel (float64) from the same weights, the way
+gptx.Trainer steps: loss and gradient norm stay in device tensors, one AdamW call over the flat buffers clips."""
 import numpy as np
 import pytest
 
+import gptx
 from gptx.model import GPT, GPTConfig
-from gptx.optim import AdamW, clip_grad_norm
+from gptx.optim import AdamW, clip_coefficient
 from tolerances import assert_close
 
 torch = pytest.importorskip("torch")
@@ -48,7 +50,8 @@ def test_five_clipped_adamw_steps_match_transformers(rng):
     tparams = dict(ref.named_parameters())
     assert sorted(tparams) == sorted(sd)
 
-    opt = AdamW(model.named_parameters(), model.grads, **HP)
+    opt = AdamW(model.named_parameters(), model.grads, **HP, flat=model.flat_buffers())
+    norm_t = gptx.Tensor.empty([], "float32")
     decay = [p for p in tparams.values() if p.ndim >= 2]
     no_decay = [p for p in tparams.values() if p.ndim < 2]
     topt = torch.optim.AdamW([{"params": decay, "weight_decay": HP["weight_decay"]},
@@ -61,10 +64,12 @@ def test_five_clipped_adamw_steps_match_transformers(rng):
         y = rng.integers(0, config.vocab_size, size=(4, config.block_size))
         y[0, :5] = -100
         model.zero_grad()
-        _, loss = model.forward(x, y)
+        loss = model.forward_loss(x, y)
         model.backward()
-        norm, scale = clip_grad_norm(model.grads, MAX_NORM)
-        opt.step(grad_scale=scale)
+        gptx.ops.global_norm([model.flat_buffers()[1]], out=norm_t)
+        opt.step(norm=norm_t, max_norm=MAX_NORM)  # the kernel clips
+        loss, norm = float(loss), float(norm_t)
+        scale = clip_coefficient(norm, MAX_NORM)
 
         topt.zero_grad()
         logits = ref(torch.from_numpy(x)).logits
@@ -79,13 +84,13 @@ def test_five_clipped_adamw_steps_match_transformers(rng):
         assert norm == pytest.approx(float(tnorm), rel=1e-4), f"step {step} grad norm"
         for name, p in model.named_parameters():
             st = topt.state[tparams[name]]
-            mine, theirs = p, tparams[name].detach().numpy()
-            m_mine, m_theirs = opt.m[name], st["exp_avg"].numpy()
+            mine, theirs = np.asarray(p), tparams[name].detach().numpy()
+            m_mine, m_theirs = np.asarray(opt.m[name]), st["exp_avg"].numpy()
             if name.endswith("attn.c_attn.bias"):
                 mine, theirs, m_mine, m_theirs = (without_key_bias(a, C) for a in (mine, theirs, m_mine, m_theirs))
                 # the key bias only adds q.b to every score of a row, which softmax ignores: its gradient is 0 up
                 # to rounding, and Adam turns rounding noise / (|noise| + eps) into steps anywhere in [-lr, lr]
-                kb = p[C:2 * C] - tparams[name].detach().numpy()[C:2 * C]
+                kb = np.asarray(p)[C:2 * C] - tparams[name].detach().numpy()[C:2 * C]
                 assert np.abs(kb).max() <= 2 * step * HP["lr"]
             v_theirs = st["exp_avg_sq"].numpy()
             if name.endswith("attn.c_attn.bias"):

@@ -1,4 +1,5 @@
 """Trainer: a short real run on Shakespeare learns, logs parse, evaluation is repeatable, limits and errors hold."""
+import collections
 import json
 import math
 
@@ -103,6 +104,29 @@ def test_finetune_pairs_train():
     assert trainer.val_loss < before - 1.0
     x, y = FinetuneDataset(examples).get_batch(2, 32, np.random.default_rng(0))
     assert (y == -100).any() and (y != -100).any()
+
+
+def test_a_step_is_one_optimizer_call_and_one_read(monkeypatch):
+    """The update is one native AdamW call over the flat buffers, clipped by a norm that stays on the device; the
+    micro-batch losses and the norm are read back once, after the update."""
+    from gptx import _host, ops, trainer as trainer_module
+
+    calls = collections.Counter()
+
+    def counting(name, fn):
+        def wrapper(*args, **kwargs):
+            calls[name] += 1
+            return fn(*args, **kwargs)
+        return wrapper
+
+    for name in ("adamw_step", "global_norm"):
+        monkeypatch.setattr(ops, name, counting(name, getattr(ops, name)))
+    monkeypatch.setattr(trainer_module, "host_copy", counting("read", _host.host_copy))
+    cfg = TrainConfig(steps=2, batch_size=2, block_size=16, grad_accum=3, progress=False, log_every=0)
+    trainer = Trainer(GPT(GPTConfig(**SHAPE)), cfg, *shakespeare(20_000))
+    rec = trainer.train_step()
+    assert calls == {"adamw_step": 1, "global_norm": 1, "read": 1}
+    assert math.isfinite(rec["loss"]) and rec["grad_norm"] > 0 and 0 < rec["clip"] <= 1
 
 
 def test_config_checks_and_divergence(tmp_path):
