@@ -16,6 +16,7 @@ import numpy as np
 from gptx import _core, ops
 from gptx._host import host_copy
 from gptx.checkpoint import load_checkpoint, save_checkpoint
+from gptx.model import IGNORE_INDEX
 from gptx.optim import AdamW, clip_coefficient, lr_schedule
 
 
@@ -81,7 +82,8 @@ def _load_data_state(data, state, what):
 
 
 class Trainer:
-    """Trains `model` (gptx.model.GPT or anything with its interface) on batches from train_data.get_batch."""
+    """Trains `model` (gptx.model.GPT or anything with its interface: forward_loss, backward, zero_grad,
+    named_parameters, grads, and flat_buffers where it has them) on batches from train_data.get_batch."""
 
     def __init__(self, model, config: TrainConfig, train_data, val_data=None, tokenizer=None, extra_state=None):
         self.model = model
@@ -111,7 +113,7 @@ class Trainer:
         """Views of one (grad_accum + 1,) float32 tensor on the model's device: the micro-batch losses, then the
         gradient norm. The kernels write them; train_step reads them back once, after the update."""
         G = self.cfg.grad_accum
-        if self._stat_views is None or len(self._stat_views) != G + 1:
+        if self._stat_views is None or len(self._stat_views[1]) != G + 1:
             buf = _core.Tensor.zeros([G + 1], "float32", getattr(self.model, "device", "cpu"))
             self._stat_views = (buf, [buf[i] for i in range(G + 1)])  # 0-d views
         return self._stat_views
@@ -124,12 +126,15 @@ class Trainer:
         model.zero_grad()
         G = cfg.grad_accum
         stats, slots = self._stats()
-        tokens = 0
+        tokens, empty = 0, False
         for i in range(G):
             x, y = self.train_data.get_batch(cfg.batch_size, cfg.block_size, self.rng)
             model.forward_loss(x, y, out=slots[i])  # written on the device, not read here
             model.backward()  # adds into model.grads: the sum of the micro-batch mean gradients
             tokens += x.size
+            empty = empty or not np.any(np.asarray(y) != IGNORE_INDEX)
+        if empty:  # known on the host: that micro-batch's mean loss is NaN (the mean of nothing); no update
+            raise FloatingPointError(f"step {self.step + 1}: loss nan: a micro-batch has every target ignored")
         # The accumulated gradient is a sum of G means; 1/G makes it the mean. The norm of the one flat gradient
         # buffer (padding included, which stays zero) is one reduction written next to the losses; AdamW's kernel
         # takes it and applies 1/G and the clipping factor itself (grad_scale, norm_scale), so the gradients are never

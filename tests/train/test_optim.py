@@ -135,12 +135,14 @@ def test_flat_step_equals_one_step_per_parameter(max_norm):
     flat.load_state_dict(each.state_dict())
 
 
-def test_non_finite_norm_skips_the_update():
+@pytest.mark.parametrize("max_norm", [0.0, 1.0], ids=["noclip", "clip"])
+@pytest.mark.parametrize("bad", [np.inf, np.nan])
+def test_non_finite_norm_skips_the_update(max_norm, bad):
     model = _gpt_with_grads(4)
     opt = AdamW(model.named_parameters(), model.grads, lr=1e-2, flat=model.flat_buffers())
     before = np.array(model.flat_buffers()[0])
-    norm = gptx.Tensor(np.array([np.inf], np.float32))
-    opt.step(norm=norm, max_norm=1.0)
+    norm = gptx.Tensor(np.array([bad], np.float32))
+    opt.step(norm=norm, max_norm=max_norm)
     np.testing.assert_array_equal(model.flat_buffers()[0], before)
     assert not np.asarray(opt._m_flat).any() and not np.asarray(opt._v_flat).any()
 

@@ -129,6 +129,25 @@ def test_a_step_is_one_optimizer_call_and_one_read(monkeypatch):
     assert math.isfinite(rec["loss"]) and rec["grad_norm"] > 0 and 0 < rec["clip"] <= 1
 
 
+def test_a_micro_batch_without_counted_targets_stops_before_the_update():
+    train, val = shakespeare(20_000)
+
+    class AllIgnored:
+        def get_batch(self, *args):
+            x, y = train.get_batch(*args)
+            return x, np.full_like(y, -100)
+
+    model = GPT(GPTConfig(**SHAPE))
+    before = model.state_dict()
+    trainer = Trainer(model, TrainConfig(steps=2, batch_size=2, block_size=16, progress=False, log_every=0),
+                      AllIgnored(), val)
+    with pytest.raises(FloatingPointError, match="every target ignored"):
+        trainer.train_step()
+    for name, a in model.state_dict().items():
+        np.testing.assert_array_equal(a, before[name], err_msg=name)
+    assert trainer.opt.step_count == 0 and trainer.step == 0
+
+
 def test_config_checks_and_divergence(tmp_path):
     with pytest.raises(ValueError, match="block_size"):
         Trainer(GPT(GPTConfig(**SHAPE)), TrainConfig(block_size=64), *shakespeare(20_000))
