@@ -105,7 +105,7 @@ Tensor embedding_forward(const Tensor& idx, const Tensor& wte, const Tensor& wpe
 void embedding_backward(const Tensor& dout, const Tensor& idx, const Tensor& dwte, const Tensor& dwpe,
                         int64_t pos_offset = 0);
 
-// ------------------------------------------------------------------------------------------------ residual
+// ------------------------------------------------------------------------------------------------ add (residual)
 // out = a + b (same shapes). out may be a or b (in place).
 Tensor add_forward(const Tensor& a, const Tensor& b, const Tensor& out = Tensor());
 
