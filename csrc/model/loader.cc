@@ -2,10 +2,10 @@
 //
 // safetensors: 8-byte little-endian header size, a JSON header {name: {dtype, shape, data_offsets: [begin, end]}},
 // then the data. Nothing in the file is trusted: sizes and offsets are checked against the file before reading.
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <fstream>
-#include <set>
 #include <sstream>
 
 #include "gptx/error.h"
@@ -51,12 +51,21 @@ std::string resolve_dir(const std::string& dir) {
     return dir + "/" + name->str;
 }
 
-int64_t positive_int(const json::Value& cfg, const std::string& key, const std::string& file) {
-    const json::Value* v = cfg.find(key);
-    if (!v) throw Error(file + ": missing key '" + key + "'");
-    if (v->kind != json::Value::Kind::number || v->num != std::floor(v->num) || v->num < 1 || v->num > 1e15)
-        throw Error(file + ": '" + key + "' must be a positive integer");
-    return static_cast<int64_t>(v->num);
+// A config.json member as the config rules see it (gpt_spec.h): numbers with their integer-ness, the rest as written.
+ConfigValue config_value(const json::Value& v) {
+    ConfigValue out;
+    switch (v.kind) {
+        case json::Value::Kind::number:
+            out.kind = v.integer ? ConfigValue::Kind::integer : ConfigValue::Kind::real;
+            out.number = v.num;
+            break;
+        case json::Value::Kind::boolean: out.text = v.b ? "true" : "false"; break;
+        case json::Value::Kind::null: out.text = "null"; break;
+        case json::Value::Kind::string: out.text = "\"" + v.str + "\""; break;
+        case json::Value::Kind::array: out.text = "an array"; break;
+        case json::Value::Kind::object: out.text = "an object"; break;
+    }
+    return out;
 }
 
 struct Entry {
@@ -154,10 +163,10 @@ GPTConfig load_config(const std::string& dir_in) {
     if (!file_exists(file)) throw Error(file + ": not found (expected a gptx checkpoint or GPT-2 model directory)");
     json::Value cfg = json::parse(read_text(file), file);
     if (cfg.kind != json::Value::Kind::object) throw Error(file + ": is not a JSON object");
-    GPTConfig c;
-    if (cfg.find("block_size")) {  // gptx's GPTConfig.to_dict()
-        c.block_size = positive_int(cfg, "block_size", file);
-    } else {  // Hugging Face GPT-2: refuse what this GPT does not compute
+    std::map<std::string, ConfigValue> values;
+    if (cfg.find("block_size")) {  // gptx's GPTConfig.to_dict(): read as GPTConfig.from_dict reads it
+        for (const auto& kv : cfg.obj) values[kv.first] = config_value(kv.second);
+    } else {  // Hugging Face GPT-2: refuse what this GPT does not compute, then map its keys onto GPTConfig's
         const json::Value* mt = cfg.find("model_type");
         if (mt && (mt->kind != json::Value::Kind::string || mt->str != "gpt2"))
             throw Error(file + ": model_type is not gpt2");
@@ -174,23 +183,21 @@ GPTConfig load_config(const std::string& dir_in) {
             if (v && v->kind == json::Value::Kind::boolean && v->b != fl.second)
                 throw Error(file + ": " + fl.first + "=" + (v->b ? "true" : "false") + " is not supported");
         }
-        const bool ctx_only = cfg.find("n_ctx") && !cfg.find("n_positions");
-        c.block_size = positive_int(cfg, ctx_only ? "n_ctx" : "n_positions", file);
+        const char* context = cfg.find("n_positions") ? "n_positions" : cfg.find("n_ctx") ? "n_ctx" : nullptr;
+        if (!context) throw Error(file + ": missing key 'n_positions'");
+        values["block_size"] = config_value(*cfg.find(context));
+        for (const char* key : {"n_layer", "n_head", "n_embd", "vocab_size", "layer_norm_epsilon"})
+            if (const json::Value* v = cfg.find(key)) values[key] = config_value(*v);
     }
-    c.n_layer = positive_int(cfg, "n_layer", file);
-    c.n_head = positive_int(cfg, "n_head", file);
-    c.n_embd = positive_int(cfg, "n_embd", file);
-    c.vocab_size = positive_int(cfg, "vocab_size", file);
-    const json::Value* inner = cfg.find("n_inner");
-    if (inner && !inner->is_null() && !(inner->kind == json::Value::Kind::number && inner->num == 4.0 * c.n_embd))
-        throw Error(file + ": n_inner is not supported (only 4 * n_embd)");
-    const json::Value* eps = cfg.find("layer_norm_epsilon");
-    if (eps && eps->kind == json::Value::Kind::number) c.layer_norm_epsilon = static_cast<float>(eps->num);
+    GPTConfig c;
     try {
-        c.validate();
+        c = config_from_values(values, /*require_sizes=*/true);
     } catch (const Error& e) {
         throw Error(file + ": " + e.what());
     }
+    const json::Value* inner = cfg.find("n_inner");
+    if (inner && !inner->is_null() && !(inner->kind == json::Value::Kind::number && inner->num == 4.0 * c.n_embd))
+        throw Error(file + ": n_inner is not supported (only 4 * n_embd)");
     return c;
 }
 
@@ -216,34 +223,28 @@ GPTModel load_model(const std::string& dir_in, DType dtype, Device device) {
         if (by_name.count(name)) throw Error(file + ": tensor " + name + " appears twice");
         by_name[name] = kv.first;
     }
-    const auto shapes = parameter_shapes(c);
-    std::set<std::string> expected;
-    for (const auto& s : shapes) expected.insert(s.first);
+    const ParamTable table = parameter_table(c);
     for (const auto& kv : by_name)
-        if (!expected.count(kv.first))
+        if (std::none_of(table.params.begin(), table.params.end(),
+                         [&](const ParamSpec& p) { return p.name == kv.first; }))
             throw Error(file + ": unexpected tensor " + kv.first + " (not a GPT-2 parameter)");
-    const int64_t V = c.vocab_size, Vp = c.padded_vocab_size(), C = c.n_embd;
     std::map<std::string, Tensor> params;
     Tensor wte_host;
-    for (const auto& s : shapes) {
-        auto it = by_name.find(s.first);
-        if (it == by_name.end()) throw Error(file + ": missing tensor " + s.first);
+    for (const ParamSpec& p : table.params) {
+        auto it = by_name.find(p.name);
+        if (it == by_name.end()) throw Error(file + ": missing tensor " + p.name);
         const Entry& e = st.entries().at(it->second);
-        if (e.shape != s.second)
-            throw Error(file + ": tensor " + s.first + " has shape " + shape_text(e.shape) + ", expected " +
-                        shape_text(s.second));
-        Tensor host;
-        if (s.first == "transformer.wte.weight") {  // straight into the zero-padded table
-            host = Tensor::zeros({Vp, C}, e.dtype, Device::cpu());
-            st.read(it->second, host.slice(0, V));
-            wte_host = host.slice(0, V);
-        } else {
-            host = Tensor::empty(e.shape, e.dtype, Device::cpu());
-            st.read(it->second, host);
-        }
-        const DType want = s.second.size() == 2 ? dtype : DType::float32;
+        if (e.shape != p.shape)
+            throw Error(file + ": tensor " + p.name + " has shape " + shape_text(e.shape) + ", expected " +
+                        shape_text(p.shape));
+        // Read into the storage shape (wte: straight into the zero-padded table); the model sees the whole storage.
+        Tensor host = p.storage == p.shape ? Tensor::empty(p.storage, e.dtype, Device::cpu())
+                                           : Tensor::zeros(p.storage, e.dtype, Device::cpu());
+        st.read(it->second, host.slice(0, p.shape[0]));
+        if (p.name == "transformer.wte.weight") wte_host = host.slice(0, p.shape[0]);
+        const DType want = p.shape.size() == 2 ? dtype : DType::float32;
         Tensor t = host.dtype() == want ? host : host.to(want);
-        params[s.first] = t.to(device);
+        params[p.name] = t.to(device);
     }
     if (!lm_head.empty()) {  // must be the tied wte
         const Entry& e = st.entries().at(lm_head);

@@ -1,4 +1,7 @@
-"""Hugging Face GPT-2 directories (config.json + model.safetensors) to and from gptx.model.GPT."""
+"""Hugging Face GPT-2 directories (config.json + model.safetensors) to and from a GPT.
+
+Works on configs and named arrays only: load_pretrained takes the model class, save_pretrained the model, so this
+module never imports gptx.model (which calls it)."""
 from __future__ import annotations
 
 import json
@@ -7,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gptx.model import GPTConfig, parameter_shapes
+from gptx.config import GPTConfig, parameter_shapes
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
