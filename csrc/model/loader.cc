@@ -6,7 +6,6 @@
 #include <cmath>
 #include <cstring>
 #include <fstream>
-#include <sstream>
 
 #include "gptx/error.h"
 #include "gptx/model.h"
@@ -21,14 +20,6 @@ bool file_exists(const std::string& path) {
     return static_cast<bool>(f);
 }
 
-std::string read_text(const std::string& path) {
-    std::ifstream f(path, std::ios::binary);
-    if (!f) throw Error(path + ": not found or not readable");
-    std::ostringstream ss;
-    ss << f.rdbuf();
-    return ss.str();
-}
-
 std::string shape_text(const std::vector<int64_t>& s) {
     std::string out = "(";
     for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
@@ -37,35 +28,6 @@ std::string shape_text(const std::vector<int64_t>& s) {
 
 bool ends_with(const std::string& s, const std::string& suffix) {
     return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
-// The checkpoint directory itself, or the one a run directory's latest.json names.
-std::string resolve_dir(const std::string& dir) {
-    if (file_exists(dir + "/config.json") || !file_exists(dir + "/latest.json")) return dir;
-    const std::string pointer = dir + "/latest.json";
-    json::Value latest = json::parse(read_text(pointer), pointer);
-    const json::Value* name = latest.find("checkpoint");
-    if (!name || name->kind != json::Value::Kind::string || name->str.empty() ||
-        name->str.find('/') != std::string::npos || name->str == "." || name->str == "..")
-        throw Error(pointer + ": does not name a checkpoint directory");
-    return dir + "/" + name->str;
-}
-
-// A config.json member as the config rules see it (gpt_spec.h): numbers with their integer-ness, the rest as written.
-ConfigValue config_value(const json::Value& v) {
-    ConfigValue out;
-    switch (v.kind) {
-        case json::Value::Kind::number:
-            out.kind = v.integer ? ConfigValue::Kind::integer : ConfigValue::Kind::real;
-            out.number = v.num;
-            break;
-        case json::Value::Kind::boolean: out.text = v.b ? "true" : "false"; break;
-        case json::Value::Kind::null: out.text = "null"; break;
-        case json::Value::Kind::string: out.text = "\"" + v.str + "\""; break;
-        case json::Value::Kind::array: out.text = "an array"; break;
-        case json::Value::Kind::object: out.text = "an object"; break;
-    }
-    return out;
 }
 
 struct Entry {
@@ -157,53 +119,10 @@ private:
 
 }  // namespace
 
-GPTConfig load_config(const std::string& dir_in) {
-    const std::string dir = resolve_dir(dir_in);
-    const std::string file = dir + "/config.json";
-    if (!file_exists(file)) throw Error(file + ": not found (expected a gptx checkpoint or GPT-2 model directory)");
-    json::Value cfg = json::parse(read_text(file), file);
-    if (cfg.kind != json::Value::Kind::object) throw Error(file + ": is not a JSON object");
-    std::map<std::string, ConfigValue> values;
-    if (cfg.find("block_size")) {  // gptx's GPTConfig.to_dict(): read as GPTConfig.from_dict reads it
-        for (const auto& kv : cfg.obj) values[kv.first] = config_value(kv.second);
-    } else {  // Hugging Face GPT-2: refuse what this GPT does not compute, then map its keys onto GPTConfig's
-        const json::Value* mt = cfg.find("model_type");
-        if (mt && (mt->kind != json::Value::Kind::string || mt->str != "gpt2"))
-            throw Error(file + ": model_type is not gpt2");
-        const json::Value* act = cfg.find("activation_function");
-        if (act && (act->kind != json::Value::Kind::string ||
-                    (act->str != "gelu_new" && act->str != "gelu_pytorch_tanh")))
-            throw Error(file + ": activation_function is not supported (only gelu_new, gelu_pytorch_tanh)");
-        const std::pair<const char*, bool> flags[] = {{"scale_attn_weights", true},
-                                                      {"scale_attn_by_inverse_layer_idx", false},
-                                                      {"add_cross_attention", false},
-                                                      {"tie_word_embeddings", true}};
-        for (const auto& fl : flags) {
-            const json::Value* v = cfg.find(fl.first);
-            if (v && v->kind == json::Value::Kind::boolean && v->b != fl.second)
-                throw Error(file + ": " + fl.first + "=" + (v->b ? "true" : "false") + " is not supported");
-        }
-        const char* context = cfg.find("n_positions") ? "n_positions" : cfg.find("n_ctx") ? "n_ctx" : nullptr;
-        if (!context) throw Error(file + ": missing key 'n_positions'");
-        values["block_size"] = config_value(*cfg.find(context));
-        for (const char* key : {"n_layer", "n_head", "n_embd", "vocab_size", "layer_norm_epsilon"})
-            if (const json::Value* v = cfg.find(key)) values[key] = config_value(*v);
-    }
-    GPTConfig c;
-    try {
-        c = config_from_values(values, /*require_sizes=*/true);
-    } catch (const Error& e) {
-        throw Error(file + ": " + e.what());
-    }
-    const json::Value* inner = cfg.find("n_inner");
-    if (inner && !inner->is_null() && !(inner->kind == json::Value::Kind::number && inner->num == 4.0 * c.n_embd))
-        throw Error(file + ": n_inner is not supported (only 4 * n_embd)");
-    return c;
-}
-
 GPTModel load_model(const std::string& dir_in, DType dtype, Device device) {
-    const std::string dir = resolve_dir(dir_in);
-    const GPTConfig c = load_config(dir);
+    const ConfigFile cf = read_config_file(dir_in);  // follows a run directory's latest.json
+    const std::string& dir = cf.dir;
+    const GPTConfig& c = cf.config;
     const std::string file = dir + "/model.safetensors";
     if (!file_exists(file)) {
         if (file_exists(dir + "/model.safetensors.index.json"))

@@ -166,6 +166,16 @@ void bind_model(py::module_& m) {
     }, arg("path"), arg("dtype") = "float32", arg("device") = "cpu",
        "A GPTModel from a gptx checkpoint or GPT-2 directory (config.json + model.safetensors).");
     m.def("load_config", &load_config, arg("path"));
+    m.def("read_config_file", [](const std::string& path) {
+        const ConfigFile f = read_config_file(path);
+        py::dict values;
+        for (const auto& kv : f.values)
+            values[py::str(kv.first)] = kv.second.kind == ConfigValue::Kind::integer
+                                            ? py::object(py::int_(static_cast<int64_t>(kv.second.number)))
+                                            : py::object(py::float_(kv.second.number));
+        return py::make_tuple(f.dir, values);
+    }, arg("path"), "(directory, values): config.json's values under GPTConfig's field names, checked as "
+       "load_config checks them (the directory is the one holding config.json).");
 }
 
 }  // namespace python

@@ -104,6 +104,39 @@ def test_padded_vocab_size():
         assert GPTConfig(vocab_size=v).padded_vocab_size == _core.padded_vocab_size(v) == vp
 
 
+HF_BAD = [dict(model_type="llama"), dict(architectures=["LlamaForCausalLM"]), dict(activation_function="gelu"),
+          dict(activation_function=None), dict(scale_attn_weights=False), dict(scale_attn_by_inverse_layer_idx=True),
+          dict(add_cross_attention=True), dict(tie_word_embeddings=0), dict(n_inner=7), dict(n_positions=...),
+          dict(n_head=...), dict(vocab_size=10.5)]
+
+
+@pytest.mark.parametrize("change", HF_BAD, ids=[repr(c) for c in HF_BAD])
+def test_hugging_face_refusals_are_the_same_in_python_and_the_cpp_loader(tmp_path, change):
+    GPT(GPTConfig(**{**GOOD, "n_head": 2})).save_pretrained(tmp_path)
+    cfg = json.loads((tmp_path / "config.json").read_text())
+    for key, value in change.items():
+        if value is ...:  # drop the key
+            cfg.pop(key)
+            if key == "n_positions":
+                cfg.pop("n_ctx")  # it would stand in for n_positions
+        else:
+            cfg[key] = value
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ValueError) as py:
+        GPT.from_pretrained(tmp_path)
+    assert str(py.value).startswith(str(tmp_path / "config.json") + ": ")
+    assert native_error(tmp_path) == str(py.value)
+
+
+def test_from_pretrained_follows_a_run_directory_like_the_cpp_loader(tmp_path):
+    model = GPT(GPTConfig(**GOOD), seed=4)
+    gptx.save_checkpoint(tmp_path / "run", model)
+    back = GPT.from_pretrained(tmp_path / "run")
+    assert back.config == model.config == GPTConfig(**_core.read_config_file(str(tmp_path / "run"))[1])
+    for (n, a), (_, b) in zip(model.named_parameters(), back.named_parameters()):
+        np.testing.assert_array_equal(a, b, err_msg=n)
+
+
 # --------------------------------------------------------------------------------------------- parameter table
 def independent_layout(state_dict_shapes, vocab_size):
     """(name, shape, storage, offset, decay) from GPT2LMHeadModel's state_dict order and shapes, computed here:

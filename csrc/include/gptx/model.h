@@ -112,4 +112,15 @@ std::vector<int32_t> generate_greedy(const GPTModel& model, const std::vector<in
 GPTConfig load_config(const std::string& dir);
 GPTModel load_model(const std::string& dir, DType dtype = DType::float32, Device device = Device::cpu());
 
+// What load_config reads: the directory holding config.json (a run directory's latest.json followed), the file's
+// values under GPTConfig's field names as written (layer_norm_epsilon keeps its double value; absent when the file
+// has none), and the config they make. The rules are config_from_values' plus, for a Hugging Face file, the
+// architecture refusals (model_type, architectures, activation_function, attention flags, n_inner).
+struct ConfigFile {
+    std::string dir;
+    std::map<std::string, ConfigValue> values;
+    GPTConfig config;
+};
+ConfigFile read_config_file(const std::string& dir);
+
 }  // namespace gptx
