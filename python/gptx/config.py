@@ -13,7 +13,7 @@ from gptx import _core
 # The embedding table is padded to a multiple of 64 rows (50257 -> 50304) so the LM-head matmul tiles evenly.
 VOCAB_MULTIPLE = _core.VOCAB_MULTIPLE
 PARAM_ALIGN = _core.PARAM_ALIGN  # floats: every parameter starts on a 64-byte boundary inside the flat buffer
-_SIZES = ("n_layer", "n_head", "n_embd", "block_size", "vocab_size")
+_SIZES = tuple(f for f in _core.config_fields() if f != "layer_norm_epsilon")  # the integer fields
 
 
 @dataclass

@@ -99,6 +99,16 @@ def test_keys_unknown_and_missing_are_refused_like_the_loader(tmp_path):
     assert _core.load_config(str(write_config(tmp_path, cfg))).layer_norm_epsilon == np.float32(1e-5)
 
 
+def test_fields_and_defaults_are_the_cpp_ones():
+    from dataclasses import fields
+
+    assert [f.name for f in fields(GPTConfig)] == _core.config_fields()
+    native = _core.GPTConfig.from_values({}, require_sizes=False)  # GPTConfig{}: the C++ defaults
+    py = GPTConfig()
+    for name in _core.config_fields():
+        assert getattr(native, name) == np.float32(getattr(py, name)), name
+
+
 def test_padded_vocab_size():
     for v, vp in [(1, 64), (64, 64), (65, 128), (101, 128), (50257, 50304)]:
         assert GPTConfig(vocab_size=v).padded_vocab_size == _core.padded_vocab_size(v) == vp
