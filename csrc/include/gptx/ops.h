@@ -8,7 +8,9 @@
 //   v, logits, wte/wpe of embedding_forward) are float32 or bfloat16, all of one dtype (matmul operands may also
 //   be float16, and a matmul's out/da/db may be float32 instead of the operands' dtype); biases, layernorm weights,
 //   parameter gradients (dbias, dweight, dwte, dwpe) and saved statistics (mean, rstd, lse, losses) are float32.
-//   Any other combination raises gptx::TypeError. CUDA ops are queued on the current stream and return at once;
+//   Any other combination raises gptx::TypeError. Token ids and targets of a CUDA op may also be CPU tensors: they are
+//   range-checked on the host and uploaded, so the check needs no device sync (ids on the device are checked on a
+//   host copy, which waits for the device). CUDA ops are queued on the current stream and return at once;
 //   a failed CUDA call raises gptx::CudaError.
 // - Outputs are optional: pass an undefined Tensor() and the op allocates one, or pass a tensor of the exact shape
 //   and dtype to have it written in place (buffer reuse). Outputs may not overlap inputs unless the op says so.
