@@ -105,18 +105,19 @@ BACKENDS = (
 )
 
 
-def on_backends(dtypes=None, threads=False, kinds=("cpu", "cuda")):
+def on_backends(dtypes=None, threads=False, kinds=("cpu", "cuda"), exclude=()):
     """Parametrise a test over every backend of `kinds`.
 
     dtypes: the floating dtypes this case supports; each backend runs those it has (the CPU float32, CUDA also the
         16-bit ones) and the test takes a `dtype` argument. None: float32 only, no argument.
     threads: CPU backends run at 1 and 2 threads (the test takes `threads`; None on CUDA).
     kinds: ("cpu",) or ("cuda",) for a property of one device (e.g. results independent of the thread count).
+    exclude: backend ids a property does not hold for by design (say why next to the test).
     """
     names = ["backend"] + (["dtype"] if dtypes else []) + (["threads"] if threads else [])
     params = []
     for b in BACKENDS:
-        if b.kind not in kinds:
+        if b.kind not in kinds or b.id in exclude:
             continue
         for dtype in [d for d in (dtypes or ("float32",)) if d in b.dtypes]:
             for n in (b.thread_counts if threads else (None,)):
