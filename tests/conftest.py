@@ -52,15 +52,6 @@ def threads(request):
 
 
 @pytest.fixture
-def reference_backend():
-    """Switch to the scalar C++ reference (the spec) for the duration of a test."""
-    before = _core.cpu_isa()
-    _core.set_cpu_isa("reference")
-    yield "reference"
-    _core.set_cpu_isa(before)
-
-
-@pytest.fixture
 def rng(request):
     """Fresh random inputs each run; the seed is printed so a failure can be replayed with GPTX_TEST_SEED."""
     seed = int(os.environ.get("GPTX_TEST_SEED", np.random.SeedSequence().entropy % (2**32)))
