@@ -7,7 +7,6 @@ from backends import on_backends
 from conftest import randn
 from gptx import _core, ops
 from reference import adamw, f64
-from tolerances import assert_close
 
 SIZES = [1, 3, 17, 97, 1003, 40000, 1 << 20]  # 40000 is above the CPU kernels' parallel threshold
 HP = dict(lr=1e-2, beta1=0.9, beta2=0.95, eps=1e-8, weight_decay=0.1)
@@ -105,7 +104,7 @@ def test_global_norm(backend, dtype, threads, rng, shapes):
     got = ops.global_norm([t for t, _ in ts])
     expected = np.sqrt(sum((f64(values) ** 2).sum() for _, values in ts))
     # summed in double from the (rounded) values: the float32 bound holds whatever the dtype
-    assert_close(np.array(got), np.array(expected), backend=backend.kind, what=f"[{backend}] global_norm {dtype} {shapes}")
+    backend.assert_close(np.array(got), np.array(expected), what=f"global_norm {dtype} {shapes}")
 
 
 @on_backends(threads=True)
