@@ -105,6 +105,15 @@ BACKENDS = (
 )
 
 
+def large(*values):
+    """A case row sized for a GPU's launch geometry (every SM busy, grid-stride loops over 1M+ elements).
+
+    It runs on every backend like any other row, but is marked `slow`: on the CPU it costs several times what the rows
+    past the kernels' parallel threshold cost and exercises the same code, so `-m "not slow"` gives a quick loop.
+    """
+    return pytest.param(*values, marks=pytest.mark.slow)
+
+
 def on_backends(dtypes=None, threads=False, kinds=("cpu", "cuda"), exclude=()):
     """Parametrise a test over every backend of `kinds`.
 

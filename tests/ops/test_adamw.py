@@ -3,12 +3,12 @@ global_norm (sum of squares over a list of tensors) vs float64."""
 import numpy as np
 import pytest
 
-from backends import on_backends
+from backends import large, on_backends
 from conftest import randn
 from gptx import _core, ops
 from reference import adamw, f64
 
-SIZES = [1, 3, 17, 97, 1003, 40000, 1 << 20]  # 40000 is above the CPU kernels' parallel threshold
+SIZES = [1, 3, 17, 97, 1003, 40000, large(1 << 20)]  # 40000 is above the CPU kernels' parallel threshold
 HP = dict(lr=1e-2, beta1=0.9, beta2=0.95, eps=1e-8, weight_decay=0.1)
 
 
@@ -98,7 +98,7 @@ def test_deterministic_rerun(backend, threads, rng):
 
 
 @on_backends(dtypes=("float32", "bfloat16"), threads=True)
-@pytest.mark.parametrize("shapes", [[1], [3, 17], [33, (5, 7)], [97, 1003, 40000], [5000001]], ids=str)
+@pytest.mark.parametrize("shapes", [[1], [3, 17], [33, (5, 7)], [97, 1003, 40000], large([5000001])], ids=str)
 def test_global_norm(backend, dtype, threads, rng, shapes):
     ts = [backend.put_and_values(randn(rng, *np.atleast_1d(s), scale=3.0), dtype) for s in shapes]
     got = ops.global_norm([t for t, _ in ts])
@@ -107,6 +107,7 @@ def test_global_norm(backend, dtype, threads, rng, shapes):
     backend.assert_close(np.array(got), np.array(expected), what=f"global_norm {dtype} {shapes}")
 
 
+@pytest.mark.slow
 @on_backends(threads=True)
 def test_global_norm_deterministic(backend, threads, rng):
     ts = [backend.put(randn(rng, 3000001))]

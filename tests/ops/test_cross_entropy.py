@@ -134,6 +134,7 @@ def test_backward_accumulate(backend, dtype, threads, rng, case):
     check(backend, rng, *case, dtype, accumulate=True)
 
 
+@pytest.mark.slow
 @on_backends(dtypes=DTYPES, threads=True)
 def test_many_rows(backend, dtype, threads, rng):
     check(backend, rng, (4096,), 1003, 1024, dtype)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import gptx
-from backends import on_backends
+from backends import large, on_backends
 from conftest import randn
 from gptx import ops
 from reference import central_difference, embedding, embedding_backward, f64
@@ -21,7 +21,7 @@ CASES = [
     (3, 5, 33, 1003, 9, 0),
     (4, 67, 130, 50, 100, 33),
     (2, 97, 257, 7, 97, 0),
-    (4, 256, 768, 5000, 300, 44),
+    large((4, 256, 768, 5000, 300, 44)),
 ]
 
 

@@ -3,7 +3,7 @@ to 1e4 and the negative tail, gradients by finite differences."""
 import numpy as np
 import pytest
 
-from backends import on_backends
+from backends import large, on_backends
 from conftest import randn
 from gptx import ops
 from reference import GELU_C, central_difference, f64, gelu, gelu_backward
@@ -11,7 +11,7 @@ from tolerances import FINITE_DIFFERENCE_RTOL
 
 DTYPES = ("float32", "bfloat16")
 # (37, 1001) is above the CPU kernels' parallel threshold; (4, 1024, 257) gives CUDA a grid-stride loop over 1M
-SHAPES = [(1,), (3,), (17,), (2, 97), (3, 5, 33), (7, 67), (37, 1001), (4, 1024, 257)]
+SHAPES = [(1,), (3,), (17,), (2, 97), (3, 5, 33), (7, 67), (37, 1001), large((4, 1024, 257))]
 
 
 def term_scale(x, dout=None):

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import gptx
-from backends import on_backends
+from backends import large, on_backends
 from conftest import randn
 from gptx import ops
 from reference import central_difference, layernorm, layernorm_backward
@@ -92,6 +92,7 @@ def test_backward_accumulate(backend, dtype, threads, rng, lead, C):
     check_backward(backend, rng, lead, C, dtype, True)
 
 
+@pytest.mark.slow
 @on_backends(threads=True)
 def test_backward_many_rows(backend, threads, rng):
     # more than 64 * 1024 rows: several rows per dweight/dbias chunk on CUDA
@@ -142,7 +143,7 @@ def test_backward_thread_count_invariant(backend, rng):
 
 
 @on_backends(dtypes=DTYPES, threads=True)
-@pytest.mark.parametrize("rows,C", [(197, 173), (2000, 768)], ids=str)
+@pytest.mark.parametrize("rows,C", [(197, 173), large(2000, 768)], ids=str)
 def test_deterministic_rerun(backend, dtype, threads, rng, rows, C):
     x, w, b = inputs(rng, (rows,), C)
     x, w, b = backend.put(x, dtype), backend.put(w), backend.put(b)

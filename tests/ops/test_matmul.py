@@ -10,7 +10,7 @@ import itertools
 import numpy as np
 import pytest
 
-from backends import FLOAT_DTYPES, on_backends
+from backends import FLOAT_DTYPES, large, on_backends
 from conftest import randn
 from gptx import ops
 from reference import central_difference, f64, matmul, matmul_backward
@@ -46,7 +46,7 @@ def tag(trans_a, trans_b):
 
 @on_backends(dtypes=FLOAT_DTYPES, threads=True)
 @pytest.mark.parametrize("with_bias", [False, True], ids=["nobias", "bias"])
-@pytest.mark.parametrize("shape", SHAPES + [BIG], ids=str)
+@pytest.mark.parametrize("shape", SHAPES + [large(BIG)], ids=str)
 def test_forward(backend, dtype, threads, rng, shape, with_bias):
     M, K, N = shape
     for i, (trans_a, trans_b) in enumerate(TRANS):

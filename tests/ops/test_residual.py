@@ -2,14 +2,14 @@
 import numpy as np
 import pytest
 
-from backends import on_backends
+from backends import large, on_backends
 from conftest import randn
 from gptx import ops
 
 DTYPES = ("float32", "bfloat16")
 # (5, 7, 1003) and (41, 1001) cross the CPU kernels' parallel threshold; (4, 1024, 257) is 1M elements for CUDA
 SHAPES = [(1,), (3,), (17,), (2, 97), (3, 5, 33), (3, 17, 33), (7, 33), (5, 7, 1003), (37, 1001), (41, 1001),
-          (4, 1024, 257)]
+          large((4, 1024, 257))]
 
 
 @on_backends(dtypes=DTYPES, threads=True)
