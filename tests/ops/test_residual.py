@@ -1,49 +1,53 @@
-"""add_forward (residual add) vs NumPy float64: every ISA, 1 and 2 threads, odd sizes, in place, reference backend."""
+"""add_forward (residual add) on every backend vs NumPy float64: odd sizes, in place, unaligned views, determinism."""
 import numpy as np
 import pytest
 
-from conftest import poisoned, randn
+from backends import large, on_backends
+from conftest import randn
 from gptx import ops
-from tolerances import assert_close
 
-SHAPES = [(1,), (3,), (17,), (2, 97), (3, 17, 33), (5, 7, 1003), (41, 1001)]  # last two cross the parallel threshold
+DTYPES = ("float32", "bfloat16")
+# (5, 7, 1003) and (41, 1001) cross the CPU kernels' parallel threshold; (4, 1024, 257) is 1M elements for CUDA
+SHAPES = [(1,), (3,), (17,), (2, 97), (3, 5, 33), (3, 17, 33), (7, 33), (5, 7, 1003), (37, 1001), (41, 1001),
+          large((4, 1024, 257))]
 
 
+@on_backends(dtypes=DTYPES, threads=True)
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
-def test_add_forward(isa, threads, rng, shape):
-    a, b = randn(rng, *shape), randn(rng, *shape, scale=3.0)
-    out = poisoned(shape)
+def test_add_forward(backend, dtype, threads, rng, shape):
+    (a, ra), (b, rb) = (backend.put_and_values(randn(rng, *shape, scale=s), dtype) for s in (1.0, 3.0))
+    out = backend.poison(shape, dtype)
     r = ops.add_forward(a, b, out=out)
-    assert_close(out, a.astype(np.float64) + b, what=f"add_forward {shape}")
-    np.testing.assert_array_equal(np.asarray(r), out)
+    backend.assert_close(out, ra + rb, dtype, what=f"add_forward {shape} {dtype}")
+    backend.assert_equal(r, out, "the returned tensor is out")
 
 
+@on_backends(dtypes=DTYPES, threads=True)
 @pytest.mark.parametrize("shape", [(17,), (3, 97), (41, 1001)], ids=str)
 @pytest.mark.parametrize("which", ["a", "b"])
-def test_add_forward_in_place(isa, threads, rng, shape, which):
-    a, b = randn(rng, *shape), randn(rng, *shape)
-    expected = a.astype(np.float64) + b
+def test_add_forward_in_place(backend, dtype, threads, rng, shape, which):
+    (a, ra), (b, rb) = (backend.put_and_values(randn(rng, *shape), dtype) for _ in range(2))
     target = a if which == "a" else b
     ops.add_forward(a, b, out=target)
-    assert_close(target, expected, what=f"add_forward in place (out is {which}) {shape}")
+    backend.assert_close(target, ra + rb, dtype, what=f"add_forward in place (out is {which}) {shape} {dtype}")
 
 
-def test_add_forward_allocates(isa, rng):
-    a, b = randn(rng, 3, 17), randn(rng, 3, 17)
-    r = np.asarray(ops.add_forward(a, b))
-    assert r.shape == (3, 17) and r.dtype == np.float32
-    assert_close(r, a.astype(np.float64) + b, what="add_forward (allocated out)")
+@on_backends()
+def test_add_forward_allocates(backend, rng):
+    (a, ra), (b, rb) = (backend.put_and_values(randn(rng, 3, 17)) for _ in range(2))
+    r = ops.add_forward(a, b)
+    assert tuple(r.shape) == (3, 17) and str(r.dtype) == "float32"
+    backend.assert_close(r, ra + rb, what="add_forward (allocated out)")
 
 
-def test_add_forward_deterministic(isa, threads, rng):
-    a, b = randn(rng, 41, 1001), randn(rng, 41, 1001)
-    first = np.asarray(ops.add_forward(a, b)).copy()
-    second = np.asarray(ops.add_forward(a, b)).copy()
-    np.testing.assert_array_equal(first, second)
+@on_backends()
+def test_add_forward_unaligned(backend, rng):
+    # row views starting 101 floats in: not 16-byte aligned, CUDA's element-by-element path
+    (a, ra), (b, rb) = (backend.put_and_values(randn(rng, 7, 101)) for _ in range(2))
+    backend.assert_close(ops.add_forward(a[1:7], b[1:7]), ra[1:] + rb[1:], what="add_forward unaligned")
 
 
-def test_reference_backend(reference_backend, rng):
-    a, b = randn(rng, 7, 33), randn(rng, 7, 33)
-    out = poisoned((7, 33))
-    ops.add_forward(a, b, out=out)
-    assert_close(out, a.astype(np.float64) + b, what="reference add_forward")
+@on_backends(threads=True)
+def test_add_forward_deterministic(backend, threads, rng):
+    a, b = backend.put(randn(rng, 41, 1001)), backend.put(randn(rng, 41, 1001))
+    np.testing.assert_array_equal(backend.get(ops.add_forward(a, b)), backend.get(ops.add_forward(a, b)))
