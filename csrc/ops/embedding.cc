@@ -10,8 +10,8 @@ namespace {
 void check_positions(const Check& c, int64_t pos_offset, int64_t T, int64_t maxT, const char* table) {
     if (pos_offset < 0) c.fail("pos_offset", "must be >= 0, got " + std::to_string(pos_offset));
     if (pos_offset > maxT - T)  // not pos_offset + T > maxT: that sum can overflow
-        c.fail(table, "has " + std::to_string(maxT) + " positions but positions up to " +
-                          std::to_string(pos_offset + T) + " are needed (pos_offset + T)");
+        c.fail(table, "has " + std::to_string(maxT) + " positions but positions up to pos_offset + T = " +
+                          std::to_string(pos_offset) + " + " + std::to_string(T) + " are needed");
 }
 }  // namespace
 

@@ -57,12 +57,12 @@ def tol_scale(Tk, HS):
     return np.sqrt(Tk + HS)
 
 
-def check_separate(backend, rng, case, causal, dtype="float32", scale=0.0, accumulate=False):
+def check_separate(backend, rng, case, causal, dtype="float32", scale=None, accumulate=False):
     B, Tq, Tcap, kv_len, NH, HS = case
     (q, rq), (k, rk), (v, rv) = (backend.put_and_values(randn(rng, B, T, NH, HS), dtype) for T in (Tq, Tcap, Tcap))
     Tk = Tcap if kv_len < 0 else kv_len
     ku, vu = rk[:, :Tk], rv[:, :Tk]
-    ref_scale = None if scale <= 0 else scale
+    ref_scale = scale  # None: 1/sqrt(HS)
     what = f"attention separate {sep_id(case)} causal={causal} {dtype}"
 
     out, lse = backend.poison((B, Tq, NH, HS), dtype), backend.poison((B, NH, Tq))
@@ -95,11 +95,11 @@ def check_separate(backend, rng, case, causal, dtype="float32", scale=0.0, accum
     np.testing.assert_array_equal(gv[:, Tk:], pv[:, Tk:], err_msg=what + " dv past kv_len was written")
 
 
-def check_packed(backend, rng, case, causal, dtype="float32", scale=0.0, accumulate=False):
+def check_packed(backend, rng, case, causal, dtype="float32", scale=None, accumulate=False):
     B, T, NH, HS = case
     qkv, rqkv = backend.put_and_values(randn(rng, B, T, 3, NH, HS), dtype)
     q, k, v = rqkv[:, :, 0], rqkv[:, :, 1], rqkv[:, :, 2]
-    ref_scale = None if scale <= 0 else scale
+    ref_scale = scale  # None: 1/sqrt(HS)
     what = f"attention packed {packed_id(case)} causal={causal} {dtype}"
 
     out, lse = backend.poison((B, T, NH, HS), dtype), backend.poison((B, NH, T))

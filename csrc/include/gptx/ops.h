@@ -60,7 +60,7 @@ Tensor softmax_backward(const Tensor& dout, const Tensor& out, float scale = 1.0
 //   (kv_len < 0: all). This is the KV-cache form: query i sits at position kv_len - Tq + i.
 // Packed layout: q is qkv (B, T, 3, NH, HS) (the c_attn output viewed), k and v undefined.
 // out: (B, Tq, NH, HS); lse: (B, NH, Tq) natural-log logsumexp of the scaled scores (saved for backward).
-// scale <= 0 means 1 / sqrt(HS). Causal requires Tq <= kv_len.
+// scale 0 means 1 / sqrt(HS) (a negative scale is an error). Causal requires Tq <= kv_len. Head size >= 1.
 struct AttentionOutputs {
     Tensor out, lse;
 };
@@ -79,7 +79,8 @@ AttentionGrads attention_backward(const Tensor& dout, const Tensor& q, const Ten
                                   const Tensor& dv = Tensor(), bool accumulate = false);
 
 // ------------------------------------------------------------------------------------------------ layernorm
-// out (..., C) = (inp - mean) * rstd * weight + bias; mean, rstd (...) saved for backward. Biased variance.
+// out (..., C) = (inp - mean) * rstd * weight + bias; mean, rstd (...) saved for backward. Biased variance. C >= 1
+// (the statistics of no features are undefined: an error, unless there are no rows either).
 struct LayernormOutputs {
     Tensor out, mean, rstd;
 };
