@@ -1,4 +1,5 @@
-"""Shared fixtures: every CPU kernel path (ISA) at 1 and 2 threads, fresh random inputs, NaN-poisoned outputs."""
+"""Shared fixtures: the backend an op case table runs on (tests/backends.py), every CPU kernel path (ISA) at 1 and 2
+threads, fresh random inputs, NaN-poisoned outputs."""
 import os
 
 import numpy as np
@@ -8,6 +9,19 @@ import gptx
 from gptx import _core
 
 ISAS = ("generic", "avx2", "avx512")
+
+
+@pytest.fixture
+def backend(request):
+    """The backend given by @on_backends (tests/backends.py), selected for the test and restored afterwards."""
+    b = request.param
+    reason = b.unavailable()
+    if reason:
+        pytest.skip(reason)
+    before = b.select()
+    yield b
+    if before is not None:
+        _core.set_cpu_isa(before)
 
 
 @pytest.fixture(params=ISAS)
@@ -27,19 +41,14 @@ def isa(request):
 
 @pytest.fixture(params=[1, 2], ids=["t1", "t2"])
 def threads(request):
+    """The CPU thread count for the test; None (a CUDA backend from @on_backends) leaves it alone."""
+    if request.param is None:
+        yield None
+        return
     before = gptx.get_num_threads()
     gptx.set_num_threads(request.param)
     yield request.param
     gptx.set_num_threads(before)
-
-
-@pytest.fixture
-def reference_backend():
-    """Switch to the scalar C++ reference (the spec) for the duration of a test."""
-    before = _core.cpu_isa()
-    _core.set_cpu_isa("reference")
-    yield "reference"
-    _core.set_cpu_isa(before)
 
 
 @pytest.fixture

@@ -18,6 +18,20 @@ def matmul(a, b, bias=None, trans_a=False, trans_b=False):
     return out + f64(bias) if bias is not None else out
 
 
+def matmul_backward(dout, a, b, trans_a=False, trans_b=False):
+    """da, db, dbias of out = op(a) @ op(b) + bias; db is summed over the batch when b is 2-D and a is batched."""
+    dout, a, b = f64(dout), f64(a), f64(b)
+    A = np.swapaxes(a, -1, -2) if trans_a else a
+    B = np.swapaxes(b, -1, -2) if trans_b else b
+    dA = dout @ np.swapaxes(B, -1, -2)
+    dB = np.swapaxes(A, -1, -2) @ dout
+    if b.ndim == 2 and dB.ndim > 2:
+        dB = dB.reshape(-1, *dB.shape[-2:]).sum(axis=0)
+    da = np.swapaxes(dA, -1, -2) if trans_a else dA
+    db = np.swapaxes(dB, -1, -2) if trans_b else dB
+    return da, db, dout.reshape(-1, dout.shape[-1]).sum(axis=0)
+
+
 def causal_mask(Tq, L):
     """True where column j is kept by query row i (position i + L - Tq)."""
     i = np.arange(Tq)[:, None]

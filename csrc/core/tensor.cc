@@ -148,8 +148,8 @@ Tensor Tensor::view(const std::vector<int64_t>& shape) const {
             infer = static_cast<int64_t>(i);
         } else if (s[i] < 0) {
             throw Error("Tensor.view: negative dimension");
-        } else {
-            known *= s[i];
+        } else if (__builtin_mul_overflow(known, s[i], &known)) {
+            throw Error("Tensor.view: the shape asked for has too many elements to view " + shape_str());
         }
     }
     if (infer >= 0) {

@@ -20,8 +20,13 @@ int get_num_threads() {
     return n > 0 ? n : omp_get_max_threads();
 }
 
+// More threads than this only oversubscribes the cores; far more (100000) made the OpenMP runtime crash.
+constexpr int kMaxThreads = 1024;
+
 void set_num_threads(int n) {
-    if (n < 1) throw Error("set_num_threads: argument 'n' must be >= 1, got " + std::to_string(n));
+    if (n < 1 || n > kMaxThreads)
+        throw Error("set_num_threads: argument 'n' must be in [1, " + std::to_string(kMaxThreads) + "], got " +
+                    std::to_string(n));
     g_threads.store(n, std::memory_order_relaxed);
 }
 

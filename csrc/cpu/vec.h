@@ -182,26 +182,16 @@ static inline Vf vselect_lt(Vf a, Vf b, Vf x, Vf y) { return a.v < b.v ? x : y; 
 static inline Vf vpow2i(Vf n) { return {ldexpf(1.0f, (int)n.v)}; }
 #endif
 
-// exp(x) for float lanes: range reduction x = n ln2 + r, |r| <= ln2/2, degree-6 polynomial for e^r, then 2^n.
-// Max relative error about 2 ulp over the normal range; x < -87.3 (including -inf) gives exactly 0 and x > 88.7
-// gives +inf, so masked scores (-inf) vanish without NaN.
-static inline Vf vexp(Vf x) {
-    const Vf hi = vset1(88.7228f), lo = vset1(-87.3365f);
-    Vf xc = vmin(vmax(x, lo), hi);
-    Vf n = vround(xc * vset1(1.44269504088896341f));
-    Vf r = vfnmadd(n, vset1(0.693359375f), xc);  // ln2 split in two for an exact first product
-    r = vfnmadd(n, vset1(-2.12194440e-4f), r);
+// e^r for |r| <= ln2/2: the degree-6 polynomial every exp of the CPU kernels shares (vexp_core in
+// kernels/misc_common.h, vexp2 in kernels/attention_tiles.h); about 2 ulp on that interval.
+static inline Vf vexp_poly(Vf r) {
     Vf p = vset1(1.9875691500e-4f);
     p = vfmadd(p, r, vset1(1.3981999507e-3f));
     p = vfmadd(p, r, vset1(8.3334519073e-3f));
     p = vfmadd(p, r, vset1(4.1665795894e-2f));
     p = vfmadd(p, r, vset1(1.6666665459e-1f));
     p = vfmadd(p, r, vset1(5.0000001201e-1f));
-    p = vfmadd(p, r * r, r + vset1(1.0f));
-    // 2^n may be 2^128 at the top end: split as 2^(n-1) * 2 so the exponent field never overflows.
-    Vf res = p * vpow2i(n - vset1(1.0f)) * vset1(2.0f);
-    res = vselect_lt(x, lo, vzero(), res);
-    return vselect_lt(hi, x, vset1(INFINITY), res);
+    return vfmadd(p, r * r, r + vset1(1.0f));
 }
 
 // Horizontal helpers over a whole array (tails through partial loads).

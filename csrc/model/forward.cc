@@ -88,7 +88,7 @@ Tensor prefill(const GPTModel& model, const KVCache& cache, int64_t slot, const 
     check_cache(model, cache, "prefill");
     const int64_t p0 = cache.length(slot);  // range-checks the slot
     if (T < 1) throw Error("prefill: no tokens");
-    if (p0 + T > cache.max_len())
+    if (T > cache.max_len() - p0)  // not p0 + T: that sum can overflow
         throw Error("prefill: " + std::to_string(p0) + " cached + " + std::to_string(T) +
                     " new tokens exceed the cache length " + std::to_string(cache.max_len()));
     check_ids(model, ids, "prefill");

@@ -1,6 +1,8 @@
 // json.cc — recursive-descent JSON parser (RFC 8259; \uXXXX escapes decoded to UTF-8), depth-limited.
 #include "model/json.h"
 
+#include <algorithm>
+#include <cmath>
 #include <cstdlib>
 
 #include "gptx/error.h"
@@ -91,15 +93,23 @@ private:
         } else if (literal("false")) {
             v.kind = Value::Kind::boolean;
         } else if (literal("null")) {
-        } else if (literal("NaN") || literal("Infinity") || literal("-Infinity")) {
-            v.kind = Value::Kind::number;  // Python's json writes these; never in the fields read here
-            v.num = 0;
+        } else if (literal("NaN")) {  // Python's json writes these three (a config check then refuses them)
+            v.kind = Value::Kind::number;
+            v.num = std::nan("");
+        } else if (literal("Infinity")) {
+            v.kind = Value::Kind::number;
+            v.num = HUGE_VAL;
+        } else if (literal("-Infinity")) {
+            v.kind = Value::Kind::number;
+            v.num = -HUGE_VAL;
         } else if (c == '-' || (c >= '0' && c <= '9')) {
             const char* begin = s_.c_str() + i_;
             char* end = nullptr;
             v.kind = Value::Kind::number;
             v.num = std::strtod(begin, &end);
             if (end == begin) fail("bad number");
+            v.integer = std::all_of(begin, static_cast<const char*>(end),
+                                    [](char d) { return d == '-' || (d >= '0' && d <= '9'); });
             i_ += static_cast<size_t>(end - begin);
         } else {
             fail(std::string("unexpected character '") + c + "'");

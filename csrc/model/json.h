@@ -12,6 +12,7 @@ struct Value {
     enum class Kind { null, boolean, number, string, array, object } kind = Kind::null;
     bool b = false;
     double num = 0;
+    bool integer = false;  // a number written without '.' or exponent (what Python's json reads as an int)
     std::string str;
     std::vector<Value> arr;
     std::map<std::string, Value> obj;

@@ -2,11 +2,10 @@
 //
 // safetensors: 8-byte little-endian header size, a JSON header {name: {dtype, shape, data_offsets: [begin, end]}},
 // then the data. Nothing in the file is trusted: sizes and offsets are checked against the file before reading.
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <fstream>
-#include <set>
-#include <sstream>
 
 #include "gptx/error.h"
 #include "gptx/model.h"
@@ -21,14 +20,6 @@ bool file_exists(const std::string& path) {
     return static_cast<bool>(f);
 }
 
-std::string read_text(const std::string& path) {
-    std::ifstream f(path, std::ios::binary);
-    if (!f) throw Error(path + ": not found or not readable");
-    std::ostringstream ss;
-    ss << f.rdbuf();
-    return ss.str();
-}
-
 std::string shape_text(const std::vector<int64_t>& s) {
     std::string out = "(";
     for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
@@ -37,26 +28,6 @@ std::string shape_text(const std::vector<int64_t>& s) {
 
 bool ends_with(const std::string& s, const std::string& suffix) {
     return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
-// The checkpoint directory itself, or the one a run directory's latest.json names.
-std::string resolve_dir(const std::string& dir) {
-    if (file_exists(dir + "/config.json") || !file_exists(dir + "/latest.json")) return dir;
-    const std::string pointer = dir + "/latest.json";
-    json::Value latest = json::parse(read_text(pointer), pointer);
-    const json::Value* name = latest.find("checkpoint");
-    if (!name || name->kind != json::Value::Kind::string || name->str.empty() ||
-        name->str.find('/') != std::string::npos || name->str == "." || name->str == "..")
-        throw Error(pointer + ": does not name a checkpoint directory");
-    return dir + "/" + name->str;
-}
-
-int64_t positive_int(const json::Value& cfg, const std::string& key, const std::string& file) {
-    const json::Value* v = cfg.find(key);
-    if (!v) throw Error(file + ": missing key '" + key + "'");
-    if (v->kind != json::Value::Kind::number || v->num != std::floor(v->num) || v->num < 1 || v->num > 1e15)
-        throw Error(file + ": '" + key + "' must be a positive integer");
-    return static_cast<int64_t>(v->num);
 }
 
 struct Entry {
@@ -148,55 +119,10 @@ private:
 
 }  // namespace
 
-GPTConfig load_config(const std::string& dir_in) {
-    const std::string dir = resolve_dir(dir_in);
-    const std::string file = dir + "/config.json";
-    if (!file_exists(file)) throw Error(file + ": not found (expected a gptx checkpoint or GPT-2 model directory)");
-    json::Value cfg = json::parse(read_text(file), file);
-    if (cfg.kind != json::Value::Kind::object) throw Error(file + ": is not a JSON object");
-    GPTConfig c;
-    if (cfg.find("block_size")) {  // gptx's GPTConfig.to_dict()
-        c.block_size = positive_int(cfg, "block_size", file);
-    } else {  // Hugging Face GPT-2: refuse what this GPT does not compute
-        const json::Value* mt = cfg.find("model_type");
-        if (mt && (mt->kind != json::Value::Kind::string || mt->str != "gpt2"))
-            throw Error(file + ": model_type is not gpt2");
-        const json::Value* act = cfg.find("activation_function");
-        if (act && (act->kind != json::Value::Kind::string ||
-                    (act->str != "gelu_new" && act->str != "gelu_pytorch_tanh")))
-            throw Error(file + ": activation_function is not supported (only gelu_new, gelu_pytorch_tanh)");
-        const std::pair<const char*, bool> flags[] = {{"scale_attn_weights", true},
-                                                      {"scale_attn_by_inverse_layer_idx", false},
-                                                      {"add_cross_attention", false},
-                                                      {"tie_word_embeddings", true}};
-        for (const auto& fl : flags) {
-            const json::Value* v = cfg.find(fl.first);
-            if (v && v->kind == json::Value::Kind::boolean && v->b != fl.second)
-                throw Error(file + ": " + fl.first + "=" + (v->b ? "true" : "false") + " is not supported");
-        }
-        const bool ctx_only = cfg.find("n_ctx") && !cfg.find("n_positions");
-        c.block_size = positive_int(cfg, ctx_only ? "n_ctx" : "n_positions", file);
-    }
-    c.n_layer = positive_int(cfg, "n_layer", file);
-    c.n_head = positive_int(cfg, "n_head", file);
-    c.n_embd = positive_int(cfg, "n_embd", file);
-    c.vocab_size = positive_int(cfg, "vocab_size", file);
-    const json::Value* inner = cfg.find("n_inner");
-    if (inner && !inner->is_null() && !(inner->kind == json::Value::Kind::number && inner->num == 4.0 * c.n_embd))
-        throw Error(file + ": n_inner is not supported (only 4 * n_embd)");
-    const json::Value* eps = cfg.find("layer_norm_epsilon");
-    if (eps && eps->kind == json::Value::Kind::number) c.layer_norm_epsilon = static_cast<float>(eps->num);
-    try {
-        c.validate();
-    } catch (const Error& e) {
-        throw Error(file + ": " + e.what());
-    }
-    return c;
-}
-
 GPTModel load_model(const std::string& dir_in, DType dtype, Device device) {
-    const std::string dir = resolve_dir(dir_in);
-    const GPTConfig c = load_config(dir);
+    const ConfigFile cf = read_config_file(dir_in);  // follows a run directory's latest.json
+    const std::string& dir = cf.dir;
+    const GPTConfig& c = cf.config;
     const std::string file = dir + "/model.safetensors";
     if (!file_exists(file)) {
         if (file_exists(dir + "/model.safetensors.index.json"))
@@ -216,34 +142,28 @@ GPTModel load_model(const std::string& dir_in, DType dtype, Device device) {
         if (by_name.count(name)) throw Error(file + ": tensor " + name + " appears twice");
         by_name[name] = kv.first;
     }
-    const auto shapes = parameter_shapes(c);
-    std::set<std::string> expected;
-    for (const auto& s : shapes) expected.insert(s.first);
+    const ParamTable table = parameter_table(c);
     for (const auto& kv : by_name)
-        if (!expected.count(kv.first))
+        if (std::none_of(table.params.begin(), table.params.end(),
+                         [&](const ParamSpec& p) { return p.name == kv.first; }))
             throw Error(file + ": unexpected tensor " + kv.first + " (not a GPT-2 parameter)");
-    const int64_t V = c.vocab_size, Vp = c.padded_vocab_size(), C = c.n_embd;
     std::map<std::string, Tensor> params;
     Tensor wte_host;
-    for (const auto& s : shapes) {
-        auto it = by_name.find(s.first);
-        if (it == by_name.end()) throw Error(file + ": missing tensor " + s.first);
+    for (const ParamSpec& p : table.params) {
+        auto it = by_name.find(p.name);
+        if (it == by_name.end()) throw Error(file + ": missing tensor " + p.name);
         const Entry& e = st.entries().at(it->second);
-        if (e.shape != s.second)
-            throw Error(file + ": tensor " + s.first + " has shape " + shape_text(e.shape) + ", expected " +
-                        shape_text(s.second));
-        Tensor host;
-        if (s.first == "transformer.wte.weight") {  // straight into the zero-padded table
-            host = Tensor::zeros({Vp, C}, e.dtype, Device::cpu());
-            st.read(it->second, host.slice(0, V));
-            wte_host = host.slice(0, V);
-        } else {
-            host = Tensor::empty(e.shape, e.dtype, Device::cpu());
-            st.read(it->second, host);
-        }
-        const DType want = s.second.size() == 2 ? dtype : DType::float32;
+        if (e.shape != p.shape)
+            throw Error(file + ": tensor " + p.name + " has shape " + shape_text(e.shape) + ", expected " +
+                        shape_text(p.shape));
+        // Read into the storage shape (wte: straight into the zero-padded table); the model sees the whole storage.
+        Tensor host = p.storage == p.shape ? Tensor::empty(p.storage, e.dtype, Device::cpu())
+                                           : Tensor::zeros(p.storage, e.dtype, Device::cpu());
+        st.read(it->second, host.slice(0, p.shape[0]));
+        if (p.name == "transformer.wte.weight") wte_host = host.slice(0, p.shape[0]);
+        const DType want = p.shape.size() == 2 ? dtype : DType::float32;
         Tensor t = host.dtype() == want ? host : host.to(want);
-        params[s.first] = t.to(device);
+        params[p.name] = t.to(device);
     }
     if (!lm_head.empty()) {  // must be the tied wte
         const Entry& e = st.entries().at(lm_head);

@@ -1,4 +1,4 @@
-// model.cc — GPTConfig checks, GPTModel (parameters by Hugging Face name, validated) and KVCache storage.
+// model.cc — GPTModel (parameters by Hugging Face name, checked against the parameter table) and KVCache storage.
 #include <algorithm>
 #include <cstring>
 
@@ -17,54 +17,17 @@ std::string shape_text(const std::vector<int64_t>& s) {
 
 }  // namespace
 
-void GPTConfig::validate() const {
-    const std::pair<const char*, int64_t> sizes[] = {{"n_layer", n_layer},     {"n_head", n_head},
-                                                     {"n_embd", n_embd},       {"block_size", block_size},
-                                                     {"vocab_size", vocab_size}};
-    for (const auto& s : sizes)
-        if (s.second < 1) throw Error(std::string("GPTConfig.") + s.first + " must be >= 1, got " +
-                                      std::to_string(s.second));
-    if (n_embd % n_head)
-        throw Error("GPTConfig.n_embd (" + std::to_string(n_embd) + ") must be a multiple of n_head (" +
-                    std::to_string(n_head) + ")");
-    if (!(layer_norm_epsilon > 0.0f) || layer_norm_epsilon > 1e30f)
-        throw Error("GPTConfig.layer_norm_epsilon must be positive and finite");
-}
-
-std::vector<std::pair<std::string, std::vector<int64_t>>> parameter_shapes(const GPTConfig& c) {
-    const int64_t C = c.n_embd;
-    std::vector<std::pair<std::string, std::vector<int64_t>>> s = {{"transformer.wte.weight", {c.vocab_size, C}},
-                                                                    {"transformer.wpe.weight", {c.block_size, C}}};
-    for (int64_t i = 0; i < c.n_layer; ++i) {
-        const std::string h = "transformer.h." + std::to_string(i) + ".";
-        s.push_back({h + "ln_1.weight", {C}});
-        s.push_back({h + "ln_1.bias", {C}});
-        s.push_back({h + "attn.c_attn.weight", {C, 3 * C}});
-        s.push_back({h + "attn.c_attn.bias", {3 * C}});
-        s.push_back({h + "attn.c_proj.weight", {C, C}});
-        s.push_back({h + "attn.c_proj.bias", {C}});
-        s.push_back({h + "ln_2.weight", {C}});
-        s.push_back({h + "ln_2.bias", {C}});
-        s.push_back({h + "mlp.c_fc.weight", {C, 4 * C}});
-        s.push_back({h + "mlp.c_fc.bias", {4 * C}});
-        s.push_back({h + "mlp.c_proj.weight", {4 * C, C}});
-        s.push_back({h + "mlp.c_proj.bias", {C}});
-    }
-    s.push_back({"transformer.ln_f.weight", {C}});
-    s.push_back({"transformer.ln_f.bias", {C}});
-    return s;
-}
-
 // ------------------------------------------------------------------------------------------------ GPTModel
 GPTModel::GPTModel(const GPTConfig& config, const std::map<std::string, Tensor>& params) : config_(config) {
     config_.validate();
     const char* who = "GPTModel: ";
-    const auto shapes = parameter_shapes(config_);
+    const ParamTable table = parameter_table(config_);
     std::vector<std::string> missing, unexpected;
-    for (const auto& s : shapes)
-        if (!params.count(s.first)) missing.push_back(s.first);
+    for (const ParamSpec& s : table.params)
+        if (!params.count(s.name)) missing.push_back(s.name);
     for (const auto& p : params)
-        if (std::none_of(shapes.begin(), shapes.end(), [&](const auto& s) { return s.first == p.first; }))
+        if (std::none_of(table.params.begin(), table.params.end(),
+                         [&](const ParamSpec& s) { return s.name == p.first; }))
             unexpected.push_back(p.first);
     if (!missing.empty() || !unexpected.empty()) {
         std::string msg = who;
@@ -77,32 +40,33 @@ GPTModel::GPTModel(const GPTConfig& config, const std::map<std::string, Tensor>&
                    more(unexpected);
         throw Error(msg);
     }
-    const int64_t V = config_.vocab_size, Vp = config_.padded_vocab_size(), C = config_.n_embd;
-    const Tensor& wte = params.at("transformer.wte.weight");
+    const ParamSpec& wte_spec = table.at("transformer.wte.weight");
+    const Tensor& wte = params.at(wte_spec.name);
     if (!wte.defined()) throw Error(std::string(who) + "parameter transformer.wte.weight is undefined");
     const DType dt = wte.dtype();
     const Device dev = wte.device();
     if (dt != DType::float32 && dt != DType::bfloat16 && dt != DType::float16)
         throw TypeError(std::string(who) + "parameter transformer.wte.weight has dtype " + dtype_name(dt) +
                         " (expected float32, bfloat16 or float16)");
-    for (const auto& s : shapes) {
-        const Tensor& t = params.at(s.first);
-        const std::string where = std::string(who) + "parameter " + s.first;
+    for (const ParamSpec& s : table.params) {
+        const Tensor& t = params.at(s.name);
+        const std::string where = std::string(who) + "parameter " + s.name;
         if (!t.defined()) throw Error(where + " is undefined");
-        const bool padded_wte = s.first == "transformer.wte.weight" && t.shape() == std::vector<int64_t>{Vp, C};
-        if (t.shape() != s.second && !padded_wte)
-            throw Error(where + " has shape " + t.shape_str() + ", expected " + shape_text(s.second) +
-                        (s.first == "transformer.wte.weight" ? " or " + shape_text({Vp, C}) : ""));
+        if (t.shape() != s.shape && t.shape() != s.storage)
+            throw Error(where + " has shape " + t.shape_str() + ", expected " + shape_text(s.shape) +
+                        (s.storage != s.shape ? " or " + shape_text(s.storage) : ""));
         if (t.device() != dev)
             throw TypeError(where + " is on " + t.device().str() + " but transformer.wte.weight is on " + dev.str());
-        const bool ok = s.second.size() == 2 ? t.dtype() == dt : (t.dtype() == dt || t.dtype() == DType::float32);
+        const bool ok = s.shape.size() == 2 ? t.dtype() == dt : (t.dtype() == dt || t.dtype() == DType::float32);
         if (!ok)
             throw TypeError(where + " has dtype " + dtype_name(t.dtype()) + "; expected " + dtype_name(dt) +
-                            (s.second.size() == 2 ? " (the dtype of transformer.wte.weight)" : " or float32"));
+                            (s.shape.size() == 2 ? " (the dtype of transformer.wte.weight)" : " or float32"));
     }
-    if (wte.size(0) == V && V != Vp) {
+    const int64_t V = wte_spec.shape[0];
+    if (wte.shape() != wte_spec.storage) {
         // One copy into a zero-padded table: the embedding and the LM head run over Vp rows, as in training.
-        wte_ = Tensor::empty({Vp, C}, dt, dev);
+        const int64_t Vp = wte_spec.storage[0], C = wte_spec.storage[1];
+        wte_ = Tensor::empty(wte_spec.storage, dt, dev);
         wte_.slice(0, V).copy_from(wte);
         wte_.slice(V, Vp).copy_from(Tensor::zeros({Vp - V, C}, dt, Device::cpu()));
     } else {
@@ -143,12 +107,8 @@ KVCache::KVCache(int64_t n_layer, int64_t batch, int64_t max_len, int64_t n_head
 }
 
 KVCache KVCache::for_model(const GPTModel& model, int64_t batch, int64_t max_len) {
-    const GPTConfig& c = model.config();
-    if (max_len < 1) max_len = c.block_size;
-    if (max_len > c.block_size)
-        throw Error("KVCache: max_len must be in [1, " + std::to_string(c.block_size) +
-                    "] (the model's block_size), got " + std::to_string(max_len));
-    return KVCache(c.n_layer, batch, max_len, c.n_head, c.head_size(), model.dtype(), model.device());
+    const std::vector<int64_t> s = kv_cache_shape(model.config(), batch, max_len);
+    return KVCache(s[0], s[1], s[2], s[3], s[4], model.dtype(), model.device());
 }
 
 KVCache::KVCache(Tensor k, Tensor v, Tensor lengths) {

@@ -55,6 +55,7 @@ AttentionLayout check_layout(const Check& c, const Tensor& q, const Tensor& k, c
     if (causal && L.Tq > L.Tk)
         c.fail("q", "has " + std::to_string(L.Tq) + " rows but only " + std::to_string(L.Tk) +
                         " keys; causal attention needs Tq <= Tk");
+    if (L.HS == 0 && L.B * L.NH * L.Tq > 0) c.fail("q", "has head size 0: attention needs at least one feature");
     const int64_t max_hs = c.kernels().caps.max_head_size;
     if (max_hs > 0 && L.HS > max_hs)
         c.fail("q", "has head size " + std::to_string(L.HS) + " but the " + c.kernels().name +
@@ -123,7 +124,8 @@ AttentionOutputs attention_forward(const Tensor& q, const Tensor& k, const Tenso
                                    int64_t kv_len, const Tensor& out_, const Tensor& lse_) {
     const Check c("attention_forward");
     const AttentionLayout L = check_layout(c, q, k, v, causal, kv_len);
-    if (!std::isfinite(scale)) c.fail("scale", "must be finite");
+    if (!std::isfinite(scale) || scale < 0.0f)
+        c.fail("scale", "must be a positive finite number, or 0 for 1/sqrt(HS)");
     AttentionOutputs r;
     r.out = c.output(out_, "out", L.out_shape, c.act_dtype());
     r.lse = c.output(lse_, "lse", L.lse_shape);
@@ -146,7 +148,8 @@ AttentionGrads attention_backward(const Tensor& dout, const Tensor& q, const Ten
                                   const Tensor& dq_, const Tensor& dk_, const Tensor& dv_, bool accumulate) {
     const Check c("attention_backward");
     const AttentionLayout L = check_layout(c, q, k, v, causal, kv_len);
-    if (!std::isfinite(scale)) c.fail("scale", "must be finite");
+    if (!std::isfinite(scale) || scale < 0.0f)
+        c.fail("scale", "must be a positive finite number, or 0 for 1/sqrt(HS)");
     c.act(dout, "dout");
     c.shape(dout, "dout", L.out_shape);
     c.act(out, "out");

@@ -108,9 +108,22 @@ void Check::no_overlap(const Tensor& out, const char* out_arg, const Tensor& oth
         fail(out_arg, std::string("shares memory with '") + other_arg + "'; pass a separate buffer");
 }
 
+Tensor Check::ids(const Tensor& idx, const char* arg, int64_t limit, bool allow_extra, int32_t allowed) const {
+    if (!idx.defined()) fail(arg, "is required");
+    if (idx.dtype() != DType::int32) fail_type(arg, std::string("must be int32, got ") + dtype_name(idx.dtype()));
+    if (on_cuda() && idx.device().kind == Device::Kind::cpu) {
+        indices_in_range(idx, arg, limit, allow_extra, allowed);  // host memory: read in place
+        return idx.to(device_);
+    }
+    on_device(idx, arg);
+    indices_in_range(idx, arg, limit, allow_extra, allowed);
+    return idx;
+}
+
 void Check::indices_in_range(const Tensor& idx, const char* arg, int64_t limit, bool allow_extra,
                              int32_t allowed) const {
-    // Device ids are checked on a host copy: an out-of-range id must be an error here, not a fault in a kernel.
+    // Device ids are checked on a host copy (a device sync): an out-of-range id must be an error here, not a fault in a
+    // kernel. Callers that have the ids on the host pass them as they are (ids()).
     const Tensor host = idx.to(Device::cpu());
     const int32_t* p = host.data<int32_t>();
     const int64_t n = idx.numel();

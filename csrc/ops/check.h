@@ -59,6 +59,10 @@ public:
                   DType dtype = DType::float32) const;
     // Outputs may not share memory with inputs (or each other) unless the op allows it explicitly.
     void no_overlap(const Tensor& out, const char* out_arg, const Tensor& other, const char* other_arg) const;
+    // Token ids (int32) for an op whose device another argument fixed: on that device, or on the CPU for a CUDA op
+    // (checked where they are, then uploaded on the current stream: the range check costs no device sync). Every
+    // element in [0, limit) (or equal to `allowed`, when allow_extra is set). Returns the ids on the op's device.
+    Tensor ids(const Tensor& idx, const char* arg, int64_t limit, bool allow_extra = false, int32_t allowed = 0) const;
     // Every element of idx (int32) in [0, limit) (or equal to `allowed`, when allow_extra is set).
     void indices_in_range(const Tensor& idx, const char* arg, int64_t limit, bool allow_extra = false,
                           int32_t allowed = 0) const;

@@ -25,16 +25,15 @@ CrossEntropyOutputs cross_entropy_forward(const Tensor& logits, const Tensor& ta
     c.ndim(logits, "logits", 1, 8);
     const int64_t Vp = logits.size(-1), N = detail::leading(logits.shape(), 1);
     const int64_t V = real_vocab(c, V_, Vp);
-    c.i32(targets, "targets");
-    c.shape(targets, "targets", row_shape(logits));
-    c.indices_in_range(targets, "targets", V, true, ignore_index);
+    if (targets.defined()) c.shape(targets, "targets", row_shape(logits));
+    const Tensor tg = c.ids(targets, "targets", V, true, ignore_index);
     CrossEntropyOutputs r;
     r.losses = c.output(losses_, "losses", row_shape(logits));
     r.lse = c.output(lse_, "lse", row_shape(logits));
     for (const Tensor* o : {&r.losses, &r.lse}) {
         const char* name = o == &r.losses ? "losses" : "lse";
         c.no_overlap(*o, name, logits, "logits");
-        c.no_overlap(*o, name, targets, "targets");
+        c.no_overlap(*o, name, tg, "targets");
     }
     c.no_overlap(r.losses, "losses", r.lse, "lse");
     if (loss.defined()) {
@@ -42,7 +41,7 @@ CrossEntropyOutputs cross_entropy_forward(const Tensor& logits, const Tensor& ta
         if (loss.numel() != 1) c.fail("loss", "must have one element, got shape " + loss.shape_str());
         c.writable(loss, "loss");
         c.no_overlap(loss, "loss", logits, "logits");
-        c.no_overlap(loss, "loss", targets, "targets");
+        c.no_overlap(loss, "loss", tg, "targets");
         c.no_overlap(loss, "loss", r.losses, "losses");
         c.no_overlap(loss, "loss", r.lse, "lse");
         r.loss = loss;
@@ -57,7 +56,7 @@ CrossEntropyOutputs cross_entropy_forward(const Tensor& logits, const Tensor& ta
     p.lse = r.lse.data<float>();
     p.loss = r.loss.defined() ? r.loss.data<float>() : nullptr;
     p.logits = logits.data_ptr();
-    p.targets = targets.data<int32_t>();
+    p.targets = tg.data<int32_t>();
     p.dtype = c.act_dtype();
     p.N = N;
     p.V = V;
@@ -76,23 +75,22 @@ Tensor cross_entropy_backward(const Tensor& logits, const Tensor& lse, const Ten
     const int64_t V = real_vocab(c, V_, Vp);
     c.f32(lse, "lse");
     c.shape(lse, "lse", row_shape(logits));
-    c.i32(targets, "targets");
-    c.shape(targets, "targets", row_shape(logits));
-    c.indices_in_range(targets, "targets", V, true, ignore_index);
+    if (targets.defined()) c.shape(targets, "targets", row_shape(logits));
+    const Tensor tg = c.ids(targets, "targets", V, true, ignore_index);
     c.f32(dlosses, "dlosses");
     c.shape(dlosses, "dlosses", row_shape(logits));
     if (accumulate && !dlogits_.defined()) c.fail("dlogits", "is required when accumulate is true");
     Tensor dlogits = c.output(dlogits_, "dlogits", logits.shape(), c.act_dtype());
     if (!dlogits.same_memory(logits)) c.no_overlap(dlogits, "dlogits", logits, "logits");  // exact in place is fine
     c.no_overlap(dlogits, "dlogits", lse, "lse");
-    c.no_overlap(dlogits, "dlogits", targets, "targets");
+    c.no_overlap(dlogits, "dlogits", tg, "targets");
     c.no_overlap(dlogits, "dlogits", dlosses, "dlosses");
     if (N == 0 || Vp == 0) return dlogits;
     backend::CrossEntropyBackwardParams p;
     p.dlogits = dlogits.data_ptr();
     p.logits = logits.data_ptr();
     p.lse = lse.data<float>();
-    p.targets = targets.data<int32_t>();
+    p.targets = tg.data<int32_t>();
     p.dlosses = dlosses.data<float>();
     p.dtype = c.act_dtype();
     p.N = N;

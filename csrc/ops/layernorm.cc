@@ -23,6 +23,7 @@ LayernormOutputs layernorm_forward(const Tensor& inp, const Tensor& weight, cons
     c.f32(bias, "bias");
     c.shape(bias, "bias", {C});
     if (!(eps > 0.0f) || !std::isfinite(eps)) c.fail("eps", "must be a positive finite number");
+    if (C == 0 && N > 0) c.fail("inp", "has no features (last dim 0): layernorm's mean and rstd are undefined");
     LayernormOutputs r;
     r.out = c.output(out_, "out", inp.shape(), c.act_dtype());
     r.mean = c.output(mean_, "mean", row_shape(inp));
@@ -66,6 +67,7 @@ LayernormGrads layernorm_backward(const Tensor& dout, const Tensor& inp, const T
     c.shape(mean, "mean", row_shape(inp));
     c.f32(rstd, "rstd");
     c.shape(rstd, "rstd", row_shape(inp));
+    if (C == 0 && N > 0) c.fail("inp", "has no features (last dim 0): layernorm's mean and rstd are undefined");
     if (accumulate && (!dinp_.defined() || !dweight_.defined() || !dbias_.defined()))
         c.fail(!dinp_.defined() ? "dinp" : !dweight_.defined() ? "dweight" : "dbias",
                "is required when accumulate is true");

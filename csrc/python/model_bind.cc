@@ -1,8 +1,9 @@
-// model_bind.cc — gptx/model.h as gptx._core classes and functions (the Python sampler's inference pass).
+// model_bind.cc — gptx/gpt_spec.h (config rules, parameter table) and gptx/model.h (inference) as gptx._core.
 #include <pybind11/numpy.h>
 #include <pybind11/stl.h>
 
 #include <climits>
+#include <cmath>
 
 #include "gptx/error.h"
 #include "gptx/model.h"
@@ -29,10 +30,35 @@ std::vector<int32_t> to_ids(const Ids& a, const char* fn, int64_t V) {
     return out;
 }
 
-}  // namespace
+// A Python value as the config rules see it: an int (numbers.Integral, not bool) is an integer, any other
+// numbers.Real a real; everything else is described by its repr.
+ConfigValue config_value(py::handle v) {
+    py::module_ numbers = py::module_::import("numbers");
+    ConfigValue out;
+    if (!PyBool_Check(v.ptr()) && py::isinstance(v, numbers.attr("Integral"))) {
+        out.kind = ConfigValue::Kind::integer;
+        py::int_ i(py::reinterpret_borrow<py::object>(v));
+        try {
+            out.number = py::float_(i).cast<double>();
+        } catch (const py::error_already_set&) {  // beyond a double's range
+            out.number = i < py::int_(0) ? -HUGE_VAL : HUGE_VAL;
+        }
+    } else if (!PyBool_Check(v.ptr()) && py::isinstance(v, numbers.attr("Real"))) {
+        out.kind = ConfigValue::Kind::real;
+        out.number = py::float_(py::reinterpret_borrow<py::object>(v)).cast<double>();
+    } else {
+        out.text = py::repr(v).cast<std::string>();
+    }
+    return out;
+}
 
-void bind_model(py::module_& m) {
-    py::class_<GPTConfig>(m, "GPTConfig", "GPT-2 architecture sizes (gptx/model.h).")
+py::tuple as_tuple(const std::vector<int64_t>& v) { return py::cast(v).cast<py::tuple>(); }
+
+void bind_gpt_spec(py::module_& m) {
+    m.attr("VOCAB_MULTIPLE") = kVocabMultiple;
+    m.attr("PARAM_ALIGN") = kParamAlign;
+
+    py::class_<GPTConfig>(m, "GPTConfig", "GPT-2 architecture sizes, validated (gptx/gpt_spec.h).")
         .def(py::init([](int64_t n_layer, int64_t n_head, int64_t n_embd, int64_t block_size, int64_t vocab_size,
                          float eps) {
                  GPTConfig c{n_layer, n_head, n_embd, block_size, vocab_size, eps};
@@ -41,12 +67,51 @@ void bind_model(py::module_& m) {
              }),
              arg("n_layer"), arg("n_head"), arg("n_embd"), arg("block_size"), arg("vocab_size"),
              arg("layer_norm_epsilon") = 1e-5f)
+        .def_static("from_values", [](py::dict values, bool require_sizes) {
+                std::map<std::string, ConfigValue> vs;
+                for (auto item : values) vs[py::str(item.first)] = config_value(item.second);
+                return config_from_values(vs, require_sizes);
+            }, arg("values"), arg("require_sizes"),
+            "The config of named values (Python objects), checked by the rules of gptx/gpt_spec.h.")
         .def_readonly("n_layer", &GPTConfig::n_layer)
         .def_readonly("n_head", &GPTConfig::n_head)
         .def_readonly("n_embd", &GPTConfig::n_embd)
         .def_readonly("block_size", &GPTConfig::block_size)
         .def_readonly("vocab_size", &GPTConfig::vocab_size)
-        .def_readonly("layer_norm_epsilon", &GPTConfig::layer_norm_epsilon);
+        .def_readonly("layer_norm_epsilon", &GPTConfig::layer_norm_epsilon)
+        .def_property_readonly("head_size", &GPTConfig::head_size)
+        .def_property_readonly("padded_vocab_size", [](const GPTConfig& c) { return c.padded_vocab_size(); });
+
+    m.def("padded_vocab_size", py::overload_cast<int64_t>(&padded_vocab_size), arg("vocab_size"));
+    m.def("config_fields", &config_fields);
+
+    py::class_<ParamSpec>(m, "ParamSpec", "One parameter: name, shape, storage shape, flat-buffer offset, decay.")
+        .def_readonly("name", &ParamSpec::name)
+        .def_property_readonly("shape", [](const ParamSpec& p) { return as_tuple(p.shape); })
+        .def_property_readonly("storage", [](const ParamSpec& p) { return as_tuple(p.storage); })
+        .def_readonly("offset", &ParamSpec::offset)
+        .def_readonly("decay", &ParamSpec::decay)
+        .def_property_readonly("numel", &ParamSpec::numel)
+        .def_property_readonly("storage_numel", &ParamSpec::storage_numel)
+        .def("__repr__", [](const ParamSpec& p) {
+            return "ParamSpec(" + p.name + ", shape=" + py::repr(as_tuple(p.shape)).cast<std::string>() +
+                   ", offset=" + std::to_string(p.offset) + ")";
+        });
+    py::class_<ParamTable>(m, "ParamTable", "Every parameter in Hugging Face order, in one flat buffer of `size`.")
+        .def_readonly("params", &ParamTable::params)
+        .def_readonly("size", &ParamTable::size)
+        .def("at", &ParamTable::at, arg("name"), py::return_value_policy::reference_internal);
+    m.def("parameter_table", &parameter_table, arg("config"));
+    m.def("kv_cache_shape", [](const GPTConfig& c, int64_t batch, int64_t max_len) {
+        return as_tuple(kv_cache_shape(c, batch, max_len));
+    }, arg("config"), arg("batch"), arg("max_len") = -1,
+       "(n_layer, batch, max_len, n_head, head_size): the KV cache's k and v, and its constructor's order.");
+}
+
+}  // namespace
+
+void bind_model(py::module_& m) {
+    bind_gpt_spec(m);
 
     py::class_<GPTModel>(m, "GPTModel", "GPT parameters by Hugging Face name, held without a copy (gptx/model.h).")
         .def(py::init([](const GPTConfig& config, py::dict params) {
@@ -101,6 +166,16 @@ void bind_model(py::module_& m) {
     }, arg("path"), arg("dtype") = "float32", arg("device") = "cpu",
        "A GPTModel from a gptx checkpoint or GPT-2 directory (config.json + model.safetensors).");
     m.def("load_config", &load_config, arg("path"));
+    m.def("read_config_file", [](const std::string& path) {
+        const ConfigFile f = read_config_file(path);
+        py::dict values;
+        for (const auto& kv : f.values)
+            values[py::str(kv.first)] = kv.second.kind == ConfigValue::Kind::integer
+                                            ? py::object(py::int_(static_cast<int64_t>(kv.second.number)))
+                                            : py::object(py::float_(kv.second.number));
+        return py::make_tuple(f.dir, values);
+    }, arg("path"), "(directory, values): config.json's values under GPTConfig's field names, checked as "
+       "load_config checks them (the directory is the one holding config.json).");
 }
 
 }  // namespace python

@@ -13,6 +13,19 @@ using py::arg;
 const py::none None;
 }  // namespace
 
+namespace {
+// Python's scale: None for 1/sqrt(HS); anything given must be a positive number (the C++ op reads 0 as the default,
+// so an explicit 0 or a negative scale would otherwise silently become it).
+float attention_scale(py::handle scale, const char* op) {
+    if (scale.is_none()) return 0.0f;
+    const double s = scale.cast<double>();
+    if (!(s > 0.0))
+        throw Error(std::string(op) + ": argument 'scale' must be a positive number (omit it for 1/sqrt(HS)), got " +
+                    std::string(py::str(scale)));
+    return static_cast<float>(s);
+}
+}  // namespace
+
 void bind_ops(py::module_& m) {
     m.def("matmul_forward", [](py::object a, py::object b, py::object bias, bool trans_a, bool trans_b, py::object out,
                                bool accumulate) {
@@ -64,9 +77,10 @@ void bind_ops(py::module_& m) {
         return softmax_backward(td, to, scale, ti);
     }, arg("dout"), arg("out"), arg("scale") = 1.0f, arg("dinp") = None);
 
-    m.def("attention_forward", [](py::object q, py::object k, py::object v, bool causal, float scale, int64_t kv_len,
-                                  py::object out, py::object lse) {
+    m.def("attention_forward", [](py::object q, py::object k, py::object v, bool causal, py::object scale_,
+                                  int64_t kv_len, py::object out, py::object lse) {
         const char* op = "attention_forward";
+        const float scale = attention_scale(scale_, op);
         Tensor tq = as_tensor(q, op, "q"), tk = as_tensor(k, op, "k", true), tv = as_tensor(v, op, "v", true);
         Tensor to = as_output(out, op, "out"), tl = as_output(lse, op, "lse");
         AttentionOutputs r;
@@ -75,14 +89,15 @@ void bind_ops(py::module_& m) {
             r = attention_forward(tq, tk, tv, causal, scale, kv_len, to, tl);
         }
         return py::make_tuple(r.out, r.lse);
-    }, arg("q"), arg("k") = None, arg("v") = None, arg("causal") = true, arg("scale") = 0.0f, arg("kv_len") = -1,
+    }, arg("q"), arg("k") = None, arg("v") = None, arg("causal") = true, arg("scale") = None, arg("kv_len") = -1,
        arg("out") = None, arg("lse") = None,
        "(out, lse). q (B, Tq, NH, HS) with k, v (B, Tk, NH, HS); or packed qkv (B, T, 3, NH, HS) as q alone.");
 
     m.def("attention_backward", [](py::object dout, py::object q, py::object k, py::object v, py::object out,
-                                   py::object lse, bool causal, float scale, int64_t kv_len, py::object dq,
+                                   py::object lse, bool causal, py::object scale_, int64_t kv_len, py::object dq,
                                    py::object dk, py::object dv, bool accumulate) {
         const char* op = "attention_backward";
+        const float scale = attention_scale(scale_, op);
         Tensor tdo = as_tensor(dout, op, "dout"), tq = as_tensor(q, op, "q"), tk = as_tensor(k, op, "k", true),
                tv = as_tensor(v, op, "v", true), to = as_tensor(out, op, "out"), tl = as_tensor(lse, op, "lse");
         Tensor tdq = as_output(dq, op, "dq"), tdk = as_output(dk, op, "dk"), tdv = as_output(dv, op, "dv");
@@ -93,7 +108,7 @@ void bind_ops(py::module_& m) {
         }
         auto opt = [](const Tensor& t) { return t.defined() ? py::cast(t) : py::object(py::none()); };
         return py::make_tuple(opt(g.dq), opt(g.dk), opt(g.dv));
-    }, arg("dout"), arg("q"), arg("k"), arg("v"), arg("out"), arg("lse"), arg("causal") = true, arg("scale") = 0.0f,
+    }, arg("dout"), arg("q"), arg("k"), arg("v"), arg("out"), arg("lse"), arg("causal") = true, arg("scale") = None,
        arg("kv_len") = -1, arg("dq") = None, arg("dk") = None, arg("dv") = None, arg("accumulate") = false,
        "(dq, dk, dv); in the packed layout (k = v = None) dq is dqkv and dk = dv = None.");
 

@@ -62,6 +62,10 @@ Tensor from_numpy(py::handle obj, const char* op, const char* arg, bool writable
     const std::string where = std::string(op) + ": argument '" + arg + "' ";
     py::array a = py::reinterpret_borrow<py::array>(obj);
     DType dt;
+    // '>f4' on this little-endian machine has float32's kind and size but other bytes: refuse it, never reinterpret.
+    if (!a.dtype().attr("isnative").cast<bool>())
+        throw TypeError(where + "has numpy dtype " + std::string(py::str(a.dtype())) +
+                        " in non-native byte order (convert with .astype(x.dtype.newbyteorder('=')))");
     if (!dtype_from_numpy(a.dtype(), &dt))
         throw TypeError(where + "has numpy dtype " + std::string(py::str(a.dtype())) +
                         ", which gptx does not take here (float32, float16, int32, int64, uint16, uint8)");
@@ -442,6 +446,15 @@ CPU tensors share memory with numpy both ways (np.asarray(t), gptx.Tensor(array)
                 if (!same) throw py::buffer_error("Tensor.__dlpack__: cannot export to another device");
             }
             Tensor out = (!copy.is_none() && copy.cast<bool>()) ? t.clone() : t;
+            // A legacy capsule cannot say "read-only" and consumers then write into it: read-only memory leaves
+            // only through the versioned capsule (which carries the flag), or as a writable copy.
+            const bool versioned = !max_version.is_none() && max_version.cast<std::pair<int, int>>().first >= 1;
+            if (out.read_only() && !versioned) {
+                if (!copy.is_none() && !copy.cast<bool>())
+                    throw py::buffer_error("Tensor.__dlpack__: read-only memory cannot be exported without a copy "
+                                           "through a legacy capsule (it has no read-only flag)");
+                out = out.clone();
+            }
             // The consumer may read on any stream (`stream`): make everything queued on this tensor's device
             // finished before handing it over (simple and always correct; the stream number is not needed).
             (void)stream;

@@ -28,8 +28,11 @@ class Activations:
         stat = lambda *shape: self._alloc(shape, "float32")  # noqa: E731
         per_layer = lambda t: [t[l] for l in range(L)]  # noqa: E731
 
-        self.idx = self._alloc((B, T), "int32", zero=True)
-        self.targets = self._alloc((BT,), "int32", zero=True)
+        # Token ids stay on the host whatever the device: the model checks them there once per batch, and a CUDA op
+        # given host ids range-checks them in place and uploads them itself. Device ids would be checked through a
+        # device-to-host copy, one sync in each of the 4 ops that read them per step.
+        self.idx = self._alloc((B, T), "int32", zero=True, device="cpu")
+        self.targets = self._alloc((BT,), "int32", zero=True, device="cpu")
         self.encoded = buf(BT, C)  # wte[idx] + wpe: the input of layer 0
         self.encoded3 = self.encoded.reshape(B, T, C)  # the embedding ops' (B, T, C) form
         self.ln1 = per_layer(buf(L, BT, C))
@@ -58,10 +61,10 @@ class Activations:
         self._grad_scratch = None
         self._sizes = (B, T, C, NH, HS)
 
-    def _alloc(self, shape, dtype: str, zero: bool = False):
-        """A buffer on the model's device, uninitialised unless `zero` (token ids: never garbage)."""
+    def _alloc(self, shape, dtype: str, zero: bool = False, device: str | None = None):
+        """A buffer on the model's device (or `device`), uninitialised unless `zero` (token ids: never garbage)."""
         make = _core.Tensor.zeros if zero else _core.Tensor.empty
-        t = make(list(shape), dtype, self._device)
+        t = make(list(shape), dtype, self._device if device is None else device)
         self._owned.append(t)
         return t
 

@@ -1,4 +1,7 @@
-"""Hugging Face GPT-2 directories (config.json + model.safetensors) to and from gptx.model.GPT."""
+"""Hugging Face GPT-2 directories (config.json + model.safetensors) to and from a GPT.
+
+Works on configs and named arrays only: load_pretrained takes the model class, save_pretrained the model, so this
+module never imports gptx.model (which calls it)."""
 from __future__ import annotations
 
 import json
@@ -7,14 +10,12 @@ from pathlib import Path
 
 import numpy as np
 
-from gptx.model import GPTConfig, parameter_shapes
+from gptx import _core
+from gptx.config import GPTConfig, parameter_shapes
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 INDEX_FILE = "model.safetensors.index.json"
-# Both are the tanh approximation of GELU that gptx's kernel computes; "gelu" (erf) and "gelu_fast" differ by up to
-# ~1e-3 and would silently change the model, so they are refused.
-TANH_GELUS = ("gelu_new", "gelu_pytorch_tanh")
 # Causal-mask buffers some GPT-2 files carry; not parameters.
 IGNORED_SUFFIXES = (".attn.bias", ".attn.masked_bias")
 
@@ -24,52 +25,9 @@ def _fail(file, msg: str):
 
 
 def read_config(path) -> GPTConfig:
-    """GPTConfig from a GPT-2 config.json, refusing architectures this GPT does not compute."""
-    file = Path(path) / CONFIG_FILE
-    if not file.is_file():
-        _fail(file, "not found (expected a Hugging Face GPT-2 model directory)")
-    try:
-        d = json.loads(file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        _fail(file, f"cannot be read as JSON ({e})")
-    if not isinstance(d, dict):
-        _fail(file, "is not a JSON object")
-    model_type = d.get("model_type", "gpt2")
-    archs = d.get("architectures") or ["GPT2LMHeadModel"]
-    if model_type != "gpt2" or not any(a in ("GPT2LMHeadModel", "GPT2Model") for a in archs):
-        _fail(file, f"model_type {model_type!r} / architectures {archs} is not GPT-2 (GPT2LMHeadModel)")
-    act = d.get("activation_function", "gelu_new")
-    if act not in TANH_GELUS:
-        _fail(file, f"activation_function {act!r} is not supported (only {', '.join(TANH_GELUS)})")
-    checks = {
-        "scale_attn_weights": (True, "attention without the 1/sqrt(head_size) scale"),
-        "scale_attn_by_inverse_layer_idx": (False, "attention scaled by 1/layer_idx"),
-        "add_cross_attention": (False, "cross-attention"),
-        "tie_word_embeddings": (True, "an LM head not tied to wte"),
-    }
-    for key, (want, what) in checks.items():
-        if key in d and bool(d[key]) != want:
-            _fail(file, f"{key}={d[key]!r} ({what}) is not supported")
-    for key in ("n_layer", "n_head", "n_embd", "vocab_size"):
-        if key not in d:
-            _fail(file, f"missing key {key!r}")
-    n_positions = d.get("n_positions", d.get("n_ctx"))
-    if n_positions is None:
-        _fail(file, "missing key 'n_positions'")
-    n_inner = d.get("n_inner")
-    if n_inner is not None and n_inner != 4 * d["n_embd"]:
-        _fail(file, f"n_inner={n_inner} is not supported (only 4 * n_embd = {4 * d['n_embd']})")
-    try:
-        return GPTConfig(
-            n_layer=d["n_layer"],
-            n_head=d["n_head"],
-            n_embd=d["n_embd"],
-            block_size=n_positions,
-            vocab_size=d["vocab_size"],
-            layer_norm_epsilon=d.get("layer_norm_epsilon", 1e-5),
-        )
-    except ValueError as e:
-        _fail(file, str(e))
+    """GPTConfig of a Hugging Face GPT-2 directory's config.json (or a gptx checkpoint's), read by the C++ rules
+    (gptx/model.h read_config_file): what this GPT does not compute is refused, with the C++ loader's messages."""
+    return GPTConfig(**_core.read_config_file(os.fspath(path))[1])
 
 
 def _safetensors_files(path: Path) -> list[Path]:
@@ -125,8 +83,8 @@ def _canonical(key: str) -> str:
 
 def load_pretrained(cls, path):
     """cls(config) with every parameter read from a Hugging Face GPT-2 directory; strict about keys and shapes."""
-    path = Path(path)
-    config = read_config(path)
+    found, values = _core.read_config_file(os.fspath(path))
+    path, config = Path(found), GPTConfig(**values)  # a run directory's latest.json followed, as the C++ loader does
     expected = dict(parameter_shapes(config))
     tensors, origin = {}, {}
     for file in _safetensors_files(path):

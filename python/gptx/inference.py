@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from gptx import _core
+from gptx.config import native_config
 from gptx.kv_cache import KVCache
 
 
@@ -26,11 +27,9 @@ def _native_model(model, refresh: bool = True) -> "_core.GPTModel":
     cached = model.__dict__.get("_native_inference")
     if cached is not None and cached[0] is P:
         return cached[1]
-    c = model.config
     params = dict(P.named)
     params["transformer.wte.weight"] = P.wte  # (Vp, C): the LM head runs over the padded table, as in training
-    config = _core.GPTConfig(c.n_layer, c.n_head, c.n_embd, c.block_size, c.vocab_size, c.layer_norm_epsilon)
-    native = _core.GPTModel(config, params)
+    native = _core.GPTModel(native_config(model.config), params)
     model.__dict__["_native_inference"] = (P, native)
     return native
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from gptx import _core
+from gptx.config import native_config
 
 
 class KVCache:
@@ -15,25 +16,22 @@ class KVCache:
     views it), and the C++ cache wraps the same memory.
     """
 
-    def __init__(self, n_layer: int, batch: int, n_head: int, max_len: int, head_size: int, device: str = "cpu",
+    def __init__(self, n_layer: int, batch: int, max_len: int, n_head: int, head_size: int, device: str = "cpu",
                  dtype: str = "float32"):
-        for name, v in (("n_layer", n_layer), ("batch", batch), ("n_head", n_head), ("max_len", max_len),
-                        ("head_size", head_size)):
-            if int(v) < 1:
+        # The sizes come in the layout's order (gptx._core.kv_cache_shape, gptx::KVCache): (L, B, Tmax, NH, HS).
+        shape = tuple(int(v) for v in (n_layer, batch, max_len, n_head, head_size))
+        for name, v in zip(("n_layer", "batch", "max_len", "n_head", "head_size"), shape):
+            if v < 1:
                 raise ValueError(f"KVCache: {name} must be >= 1, got {v}")
-        shape = (int(n_layer), int(batch), int(max_len), int(n_head), int(head_size))
         self.k = _core.Tensor.zeros(list(shape), dtype, device)
         self.v = _core.Tensor.zeros(list(shape), dtype, device)
-        self.lengths = _core.Tensor.zeros([int(batch)], "int64", "cpu")
+        self.lengths = _core.Tensor.zeros([shape[1]], "int64", "cpu")
 
     @classmethod
     def for_model(cls, model, batch: int, max_len: int | None = None) -> "KVCache":
-        c = model.config
-        max_len = c.block_size if max_len is None else int(max_len)
-        if not 1 <= max_len <= c.block_size:
-            raise ValueError(f"KVCache: max_len must be in [1, {c.block_size}] (the model's block_size), got {max_len}")
-        return cls(c.n_layer, batch, c.n_head, max_len, c.head_size, getattr(model, "device", "cpu"),
-                   getattr(model, "dtype", "float32"))
+        """A cache laid out for model (max_len None: its block_size), in its compute dtype and on its device."""
+        shape = _core.kv_cache_shape(native_config(model.config), int(batch), -1 if max_len is None else int(max_len))
+        return cls(*shape, getattr(model, "device", "cpu"), getattr(model, "dtype", "float32"))
 
     @property
     def batch(self) -> int:

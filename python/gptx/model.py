@@ -2,79 +2,17 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
 from gptx import _core, cuda, ops
 from gptx._host import host_copy, host_values
 from gptx.activations import Activations
+# GPTConfig and parameter_shapes are defined in gptx.config (from the C++ definition) and re-exported here.
+from gptx.config import VOCAB_MULTIPLE, GPTConfig, parameter_shapes  # noqa: F401
+from gptx.config import parameter_table
 
 IGNORE_INDEX = -100
-# The embedding table is padded to a multiple of 64 rows (50257 -> 50304) so the LM-head matmul's N dimension tiles
-# evenly; the padding rows stay zero and their logits are never read.
-VOCAB_MULTIPLE = 64
-_ALIGN = 16  # floats: every parameter starts on a 64-byte boundary inside the flat buffer
-
-
-@dataclass
-class GPTConfig:
-    n_layer: int = 12
-    n_head: int = 12
-    n_embd: int = 768
-    block_size: int = 1024
-    vocab_size: int = 50257
-    layer_norm_epsilon: float = 1e-5
-
-    def __post_init__(self):
-        for name in ("n_layer", "n_head", "n_embd", "block_size", "vocab_size"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-                raise ValueError(f"GPTConfig.{name} must be a positive integer, got {v!r}")
-            setattr(self, name, int(v))
-        if self.n_embd % self.n_head:
-            raise ValueError(f"GPTConfig.n_embd ({self.n_embd}) must be a multiple of n_head ({self.n_head})")
-        eps = float(self.layer_norm_epsilon)
-        if not (eps > 0 and math.isfinite(eps)):
-            raise ValueError(f"GPTConfig.layer_norm_epsilon must be positive, got {self.layer_norm_epsilon!r}")
-        self.layer_norm_epsilon = eps
-
-    @property
-    def padded_vocab_size(self) -> int:
-        return -(-self.vocab_size // VOCAB_MULTIPLE) * VOCAB_MULTIPLE
-
-    @property
-    def head_size(self) -> int:
-        return self.n_embd // self.n_head
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "GPTConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"GPTConfig: unknown keys {unknown} (expected some of {sorted(known)})")
-        return cls(**d)
-
-
-def parameter_shapes(config: GPTConfig) -> list[tuple[str, tuple[int, ...]]]:
-    """Hugging Face GPT2LMHeadModel names and shapes, in its order (Conv1D weights are (in, out))."""
-    C, L = config.n_embd, config.n_layer
-    shapes = [("transformer.wte.weight", (config.vocab_size, C)), ("transformer.wpe.weight", (config.block_size, C))]
-    for i in range(L):
-        h = f"transformer.h.{i}."
-        shapes += [
-            (h + "ln_1.weight", (C,)), (h + "ln_1.bias", (C,)),
-            (h + "attn.c_attn.weight", (C, 3 * C)), (h + "attn.c_attn.bias", (3 * C,)),
-            (h + "attn.c_proj.weight", (C, C)), (h + "attn.c_proj.bias", (C,)),
-            (h + "ln_2.weight", (C,)), (h + "ln_2.bias", (C,)),
-            (h + "mlp.c_fc.weight", (C, 4 * C)), (h + "mlp.c_fc.bias", (4 * C,)),
-            (h + "mlp.c_proj.weight", (4 * C, C)), (h + "mlp.c_proj.bias", (C,)),
-        ]
-    shapes += [("transformer.ln_f.weight", (C,)), ("transformer.ln_f.bias", (C,))]
-    return shapes
 
 
 def _short(name: str) -> str:
@@ -91,12 +29,10 @@ class _FlatStore:
     """
 
     def __init__(self, config: GPTConfig, device: str = "cpu", dtype: str = "float32"):
-        specs, offset = [], 0
-        for name, shape in parameter_shapes(config):
-            # wte is stored padded to Vp rows; the named tensor is a view of its first vocab_size rows.
-            storage = (config.padded_vocab_size, shape[1]) if name == "transformer.wte.weight" else shape
-            specs.append((name, shape, storage, offset))
-            offset += -(-math.prod(storage) // _ALIGN) * _ALIGN
+        # Names, shapes, storage shapes (wte padded to Vp rows; the named tensor views its first vocab_size rows) and
+        # aligned offsets all come from the one parameter table (gptx/gpt_spec.h).
+        table = parameter_table(config)
+        specs, offset = [(p.name, p.shape, p.storage, p.offset) for p in table.params], table.size
         self.flat = _core.Tensor.zeros([offset], dtype, device)
         self.full, self.named = {}, {}
         for name, shape, storage, off in specs:
@@ -277,7 +213,7 @@ class GPT:
         return self._acts
 
     def _load_batch(self, idx, targets) -> Activations:
-        """Validate a batch on the host (the one place token ids are checked) and upload it into the buffers.
+        """Validate a batch on the host (the one place the model checks token ids) and put it into the id buffers.
 
         Sets self._count, the targets that are not IGNORE_INDEX: backward's 1/count comes from here, so reading the
         loss never needs a device sync."""
@@ -310,7 +246,7 @@ class GPT:
                     raise ValueError(f"GPT.forward: targets values must be in [0, {V}) or {IGNORE_INDEX}; got min "
                                      f"{lo}, max {hi}")
         a = self._buffers(B, T)
-        # int32 on the host, then one upload each (values were range-checked above, so the cast is exact)
+        # int32 into the host id buffers (values were range-checked above, so the cast is exact)
         a.idx.copy_(np.ascontiguousarray(idx, dtype=np.int32))
         if targets is not None:
             a.targets.copy_(np.ascontiguousarray(targets, dtype=np.int32).reshape(B * T))

@@ -1,4 +1,4 @@
-"""The C++ model (gptx/model.h through gptx._core): loader, parameter checks, greedy generation = Python's."""
+"""The C++ model (gptx/model.h through gptx._core): loader, parameter checks, logits and greedy tokens = Python's."""
 import json
 
 import numpy as np
@@ -41,6 +41,17 @@ def test_loaded_model_generates_like_python(model, tmp_path, fmt):
     want = model.generate(prompt, 30, temperature=0, sliding_window=True)
     assert greedy(native, prompt, 30) == want
     assert greedy(_native_model(model), prompt, 30) == want
+
+
+def test_prefill_logits_equal_the_python_forward_bitwise(model):
+    """The C++ pass and GPT.forward run the same kernels at the same shapes: identical logits, not merely close."""
+    from gptx.inference import prefill
+    from gptx.kv_cache import KVCache
+
+    ids = np.random.default_rng(1).integers(0, CFG.vocab_size, (1, 17))
+    ref, _ = model.forward(ids)
+    logits = prefill(model, KVCache.for_model(model, 1), 0, ids[0], all_logits=True)
+    np.testing.assert_array_equal(logits, ref[0])
 
 
 def test_native_model_sees_in_place_updates(model):

@@ -97,19 +97,12 @@ static void small_gemm(int64_t M, int64_t nvec, int64_t K, const float* A, int64
 }
 
 // 2^x. Inputs here are <= ~0 (scores minus their max or their logsumexp); x <= -127, -inf included, gives exactly
-// 0. Same reduction and polynomial as vexp (about 2 ulp) without its range selects.
+// 0. The shared vexp_poly (about 2 ulp) after reducing x to n + f, |f| <= 1/2.
 static inline Vf vexp2(Vf x) {
     x = vmin(vset1(127.0f), vmax(vset1(-127.0f), x));  // operand order keeps a NaN (max/min return the 2nd)
     Vf n = vround(x);
     Vf r = (x - n) * vset1(kLn2);
-    Vf p = vset1(1.9875691500e-4f);
-    p = vfmadd(p, r, vset1(1.3981999507e-3f));
-    p = vfmadd(p, r, vset1(8.3334519073e-3f));
-    p = vfmadd(p, r, vset1(4.1665795894e-2f));
-    p = vfmadd(p, r, vset1(1.6666665459e-1f));
-    p = vfmadd(p, r, vset1(5.0000001201e-1f));
-    p = vfmadd(p, r * r, r + vset1(1.0f));
-    return p * vpow2i(n);  // n = -127 makes the exponent field 0: an exact zero
+    return vexp_poly(r) * vpow2i(n);  // n = -127 makes the exponent field 0: an exact zero
 }
 
 static inline Vf lane_index() {

@@ -13,37 +13,20 @@
 #include <string>
 #include <vector>
 
+#include "gptx/gpt_spec.h"
 #include "gptx/tensor.h"
 
 namespace gptx {
-
-// The architecture (GPT-2: learned positions, pre-LayerNorm blocks, tanh GELU, LM head tied to wte).
-struct GPTConfig {
-    int64_t n_layer = 12;
-    int64_t n_head = 12;
-    int64_t n_embd = 768;
-    int64_t block_size = 1024;  // the context: wpe has this many rows
-    int64_t vocab_size = 50257;
-    float layer_norm_epsilon = 1e-5f;
-
-    int64_t head_size() const { return n_embd / n_head; }
-    // wte padded to a multiple of 64 rows (50257 -> 50304) so the LM-head matmul tiles evenly; padding rows are 0.
-    int64_t padded_vocab_size() const { return (vocab_size + 63) / 64 * 64; }
-    // Throws gptx::Error naming the field for a non-positive size or n_embd not a multiple of n_head.
-    void validate() const;
-};
-
-// Hugging Face GPT2LMHeadModel names and shapes, in its order (Conv1D weights are (in, out)); wte is (vocab_size, C).
-std::vector<std::pair<std::string, std::vector<int64_t>>> parameter_shapes(const GPTConfig& config);
 
 // The parameters of a GPT. Tensors are held, not copied: they may wrap memory owned elsewhere (numpy arrays, a
 // training run's flat buffer), and in-place updates of that memory are seen by the next forward pass.
 class GPTModel {
 public:
     GPTModel() = default;
-    // params: exactly the names of parameter_shapes(config), each with that shape, contiguous, on one device.
-    // "transformer.wte.weight" may also be the padded table (padded_vocab_size, C) (used as is: the LM head runs over
-    // it); a (vocab_size, C) table with vocab_size not a multiple of 64 is copied once into a zero-padded one.
+    // params: exactly the names of parameter_table(config), each with its shape, contiguous, on one device.
+    // A parameter may also come in its storage shape: wte as the padded table (padded_vocab_size, C) is used as is
+    // (the LM head runs over it); a (vocab_size, C) table with vocab_size not a multiple of 64 is copied once into a
+    // zero-padded one.
     // Dtypes: 2-D weights all of wte's dtype (float32, bfloat16 or float16); 1-D ones float32 or wte's dtype.
     // Throws gptx::Error naming the missing / unexpected parameter or the one with a wrong shape.
     GPTModel(const GPTConfig& config, const std::map<std::string, Tensor>& params);
@@ -73,15 +56,15 @@ private:
 };
 
 // Keys and values of every layer for `batch` independent sequences ("slots") of up to max_len positions each.
-// k, v: (L, B, Tmax, NH, HS), so k[l][b] is the contiguous (Tmax, NH, HS) block attention reads; lengths: (B) int64
-// on the CPU, the number of valid positions per slot (rows past it are stale and never read).
+// k, v: kv_cache_shape's (L, B, Tmax, NH, HS), so k[l][b] is the contiguous (Tmax, NH, HS) block attention reads;
+// lengths: (B) int64 on the CPU, the number of valid positions per slot (rows past it are stale and never read).
 class KVCache {
 public:
     KVCache() = default;
-    // New zeroed storage in `dtype` on `device`. Throws gptx::Error for a size < 1.
+    // New zeroed storage in `dtype` on `device`; the sizes in kv_cache_shape's order. Throws for a size < 1.
     KVCache(int64_t n_layer, int64_t batch, int64_t max_len, int64_t n_head, int64_t head_size, DType dtype,
             Device device);
-    // For a model: its layout, dtype and device; max_len < 1 means block_size. Throws if max_len > block_size.
+    // For a model: kv_cache_shape(model.config(), batch, max_len) (max_len -1: block_size), its dtype and device.
     static KVCache for_model(const GPTModel& model, int64_t batch, int64_t max_len = -1);
     // Wraps existing tensors (no copy): k and v (L, B, Tmax, NH, HS) alike, lengths (B) int64 CPU. Writes through
     // prefill / decode land in them.
@@ -128,5 +111,16 @@ std::vector<int32_t> generate_greedy(const GPTModel& model, const std::vector<in
 // file for a missing, unreadable, truncated or inconsistent file, an unsupported architecture or a bad parameter.
 GPTConfig load_config(const std::string& dir);
 GPTModel load_model(const std::string& dir, DType dtype = DType::float32, Device device = Device::cpu());
+
+// What load_config reads: the directory holding config.json (a run directory's latest.json followed), the file's
+// values under GPTConfig's field names as written (layer_norm_epsilon keeps its double value; absent when the file
+// has none), and the config they make. The rules are config_from_values' plus, for a Hugging Face file, the
+// architecture refusals (model_type, architectures, activation_function, attention flags, n_inner).
+struct ConfigFile {
+    std::string dir;
+    std::map<std::string, ConfigValue> values;
+    GPTConfig config;
+};
+ConfigFile read_config_file(const std::string& dir);
 
 }  // namespace gptx

@@ -8,7 +8,9 @@
 //   v, logits, wte/wpe of embedding_forward) are float32 or bfloat16, all of one dtype (matmul operands may also
 //   be float16, and a matmul's out/da/db may be float32 instead of the operands' dtype); biases, layernorm weights,
 //   parameter gradients (dbias, dweight, dwte, dwpe) and saved statistics (mean, rstd, lse, losses) are float32.
-//   Any other combination raises gptx::TypeError. CUDA ops are queued on the current stream and return at once;
+//   Any other combination raises gptx::TypeError. Token ids and targets of a CUDA op may also be CPU tensors: they are
+//   range-checked on the host and uploaded, so the check needs no device sync (ids on the device are checked on a
+//   host copy, which waits for the device). CUDA ops are queued on the current stream and return at once;
 //   a failed CUDA call raises gptx::CudaError.
 // - Outputs are optional: pass an undefined Tensor() and the op allocates one, or pass a tensor of the exact shape
 //   and dtype to have it written in place (buffer reuse). Outputs may not overlap inputs unless the op says so.
@@ -58,7 +60,7 @@ Tensor softmax_backward(const Tensor& dout, const Tensor& out, float scale = 1.0
 //   (kv_len < 0: all). This is the KV-cache form: query i sits at position kv_len - Tq + i.
 // Packed layout: q is qkv (B, T, 3, NH, HS) (the c_attn output viewed), k and v undefined.
 // out: (B, Tq, NH, HS); lse: (B, NH, Tq) natural-log logsumexp of the scaled scores (saved for backward).
-// scale <= 0 means 1 / sqrt(HS). Causal requires Tq <= kv_len.
+// scale 0 means 1 / sqrt(HS) (a negative scale is an error). Causal requires Tq <= kv_len. Head size >= 1.
 struct AttentionOutputs {
     Tensor out, lse;
 };
@@ -77,7 +79,8 @@ AttentionGrads attention_backward(const Tensor& dout, const Tensor& q, const Ten
                                   const Tensor& dv = Tensor(), bool accumulate = false);
 
 // ------------------------------------------------------------------------------------------------ layernorm
-// out (..., C) = (inp - mean) * rstd * weight + bias; mean, rstd (...) saved for backward. Biased variance.
+// out (..., C) = (inp - mean) * rstd * weight + bias; mean, rstd (...) saved for backward. Biased variance. C >= 1
+// (the statistics of no features are undefined: an error, unless there are no rows either).
 struct LayernormOutputs {
     Tensor out, mean, rstd;
 };
@@ -105,7 +108,7 @@ Tensor embedding_forward(const Tensor& idx, const Tensor& wte, const Tensor& wpe
 void embedding_backward(const Tensor& dout, const Tensor& idx, const Tensor& dwte, const Tensor& dwpe,
                         int64_t pos_offset = 0);
 
-// ------------------------------------------------------------------------------------------------ residual
+// ------------------------------------------------------------------------------------------------ add (residual)
 // out = a + b (same shapes). out may be a or b (in place).
 Tensor add_forward(const Tensor& a, const Tensor& b, const Tensor& out = Tensor());
 

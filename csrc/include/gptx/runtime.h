@@ -11,7 +11,7 @@ namespace gptx {
 
 // Threads the CPU kernels use (OpenMP). Defaults to the OpenMP default (OMP_NUM_THREADS or the core count).
 int get_num_threads();
-void set_num_threads(int n);  // n >= 1, else gptx::Error
+void set_num_threads(int n);  // 1 <= n <= 1024, else gptx::Error
 
 // The CPU kernel path in use: "generic", "avx2", "avx512", or "reference" (the scalar spec, slow).
 // Chosen once at load from cpuid, or forced with the environment variable GPTX_FORCE_ISA.
