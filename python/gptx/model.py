@@ -345,28 +345,30 @@ class GPT:
             p, g = P.layers[l], G.layers[l]
             # MLP. dres = d(res3) = d(res2) through the identity path; the LN path is added by layernorm_backward.
             ops.gelu_forward(a.fch[l], out=a.scratch4)  # recompute the GELU output (not kept by forward)
-            self._linear_weight_grads(dres, a.scratch4, g, "mlp.c_proj")
+            self._linear_weight_grads(dres, a.scratch4, p, g, "mlp.c_proj")
             ops.matmul_forward(dres, p["mlp.c_proj.weight"], trans_b=True, out=a.scratch4)
             ops.gelu_backward(a.scratch4, a.fch[l], dinp=a.scratch4)
-            self._linear_weight_grads(a.scratch4, a.ln2[l], g, "mlp.c_fc")
+            self._linear_weight_grads(a.scratch4, a.ln2[l], p, g, "mlp.c_fc")
             ops.matmul_forward(a.scratch4, p["mlp.c_fc.weight"], trans_b=True, out=dx)
             ops.layernorm_backward(dx, a.res2[l], p["ln_2.weight"], a.ln2_mean[l], a.ln2_rstd[l], dinp=dres,
                                    dweight=g["ln_2.weight"], dbias=g["ln_2.bias"], accumulate=True)
             # Attention.
-            self._linear_weight_grads(dres, a.atty2[l], g, "attn.c_proj")
+            self._linear_weight_grads(dres, a.atty2[l], p, g, "attn.c_proj")
             ops.matmul_forward(dres, p["attn.c_proj.weight"], trans_b=True, out=dx)
             ops.attention_backward(dx4, a.qkv5[l], None, None, a.atty[l], a.att_lse[l], causal=True, dq=dqkv5)
-            self._linear_weight_grads(dqkv, a.ln1[l], g, "attn.c_attn")
+            self._linear_weight_grads(dqkv, a.ln1[l], p, g, "attn.c_attn")
             ops.matmul_forward(dqkv, p["attn.c_attn.weight"], trans_b=True, out=dx)
             ops.layernorm_backward(dx, a.layer_input(l), p["ln_1.weight"], a.ln1_mean[l], a.ln1_rstd[l],
                                    dinp=dres, dweight=g["ln_1.weight"], dbias=g["ln_1.bias"], accumulate=True)
         ops.embedding_backward(dres3, a.idx, G.wte, G.wpe)
 
     @staticmethod
-    def _linear_weight_grads(dout, inp, g, prefix: str) -> None:
-        """dW += inp^T @ dout, db += sum(dout) for the Conv1D `prefix` (y = inp @ W + b); inp, dout are (B*T, .)."""
-        ops.matmul_forward(inp, dout, trans_a=True, out=g[prefix + ".weight"], accumulate=True)
-        ops.bias_backward(dout, dbias=g[prefix + ".bias"], accumulate=True)
+    def _linear_weight_grads(dout, inp, p, g, prefix: str) -> None:
+        """dW += inp^T @ dout and db += sum(dout) for the Conv1D `prefix` (y = inp @ W + b; inp, dout (B*T, .)), in
+        one call (the input gradient is made separately: it overwrites, these accumulate)."""
+        w = prefix + ".weight"
+        ops.matmul_backward(dout, inp, p[w], need_da=False, need_db=True, need_dbias=True, db=g[w],
+                            dbias=g[prefix + ".bias"], accumulate=True)
 
     # ------------------------------------------------------------------------------------------- inference
     # The inference pass (KV cache, LM head on the last position only) lives in gptx.inference / gptx.generate;
