@@ -6,6 +6,9 @@
 #include <cmath>
 #include <cstring>
 #include <fstream>
+#include <map>
+#include <utility>
+#include <vector>
 
 #include "gptx/error.h"
 #include "gptx/model.h"
@@ -98,7 +101,27 @@ public:
                             " bytes)");
             entries_[kv.first] = e;
         }
+        // The tensors must tile the data region exactly, as the safetensors format requires: a header a few bytes
+        // short, or offsets shifted or shared between tensors, would otherwise load as garbage.
+        std::vector<std::pair<uint64_t, const std::string*>> spans;
+        for (const auto& kv : entries_) spans.emplace_back(kv.second.begin, &kv.first);
+        std::sort(spans.begin(), spans.end());
+        uint64_t at = 0;
+        for (const auto& sp : spans) {
+            const Entry& e = entries_.at(*sp.second);
+            if (e.begin != at)
+                throw Error(path + ": tensor " + *sp.second + " starts at byte " + std::to_string(e.begin) +
+                            " of the data but the previous tensors end at " + std::to_string(at) +
+                            " (overlapping or missing bytes: corrupt header)");
+            at = e.end;
+        }
+        if (at != data_size)
+            throw Error(path + ": the tensors cover " + std::to_string(at) + " of the " + std::to_string(data_size) +
+                        " data bytes (corrupt header or trailing bytes)");
+        data_bytes_ = data_size;
     }
+
+    uint64_t data_bytes() const { return data_bytes_; }
 
     const std::map<std::string, Entry>& entries() const { return entries_; }
 
@@ -113,7 +136,7 @@ public:
 private:
     std::string path_;
     std::ifstream f_;
-    uint64_t data_start_ = 0;
+    uint64_t data_start_ = 0, data_bytes_ = 0;
     std::map<std::string, Entry> entries_;
 };
 
@@ -142,6 +165,14 @@ GPTModel load_model(const std::string& dir_in, DType dtype, Device device) {
         if (by_name.count(name)) throw Error(file + ": tensor " + name + " appears twice");
         by_name[name] = kv.first;
     }
+    // Bound the config by what the file holds before anything is sized from it: a config.json of a few bytes can
+    // describe billions of parameters.
+    const long double elements = static_cast<long double>(c.vocab_size + c.block_size + 2) * c.n_embd +
+                                 static_cast<long double>(c.n_layer) * (12.0L * c.n_embd * c.n_embd + 13.0L * c.n_embd);
+    if (static_cast<uint64_t>(c.n_layer) > st.entries().size() || elements * 2 > st.data_bytes())
+        throw Error(file + ": holds " + std::to_string(st.entries().size()) + " tensors (" +
+                    std::to_string(st.data_bytes()) + " bytes), too few for the " + std::to_string(c.n_layer) +
+                    "-layer model config.json describes");
     const ParamTable table = parameter_table(c);
     for (const auto& kv : by_name)
         if (std::none_of(table.params.begin(), table.params.end(),

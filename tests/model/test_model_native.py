@@ -132,3 +132,49 @@ def test_prefill_decode_argument_errors(model):
     other = KVCache(n_layer=3, batch=1, n_head=2, max_len=4, head_size=16)
     with pytest.raises(ValueError, match="does not fit the model"):
         prefill(model, other, 0, [1])
+
+
+def _rewrite_header(path, edit, length_delta=0):
+    """Rewrite a safetensors file's JSON header through `edit(header_dict)`; the data bytes stay where they are."""
+    raw = path.read_bytes()
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8:8 + n])
+    edit(header)
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (n - len(text)) if len(text) <= n else b""
+    assert len(text) == n, "the edited header must keep its length"
+    path.write_bytes((n + length_delta).to_bytes(8, "little") + text + raw[8 + n:])
+
+
+def test_loader_refuses_headers_that_do_not_tile_the_data(model, tmp_path):
+    step = gptx.save_checkpoint(tmp_path / "run", model)
+    weights = step / "model.safetensors"
+    good = weights.read_bytes()
+
+    def alias(h):  # ln_1.bias points at ln_1.weight's bytes (same size): shapes and sizes still look fine
+        h["transformer.h.0.ln_1.bias"]["data_offsets"] = h["transformer.h.0.ln_1.weight"]["data_offsets"]
+
+    _rewrite_header(weights, alias)
+    with pytest.raises(ValueError, match="overlapping or missing bytes: corrupt header"):
+        _core.load_model(str(step))
+    weights.write_bytes(good)
+    # a header length a few bytes short (padding spaces after the JSON absorb it): every tensor would shift by 3
+    _rewrite_header(weights, lambda h: None)  # compact JSON: now padded with spaces
+    padded = weights.read_bytes()
+    n = int.from_bytes(padded[:8], "little")
+    assert padded[8 + n - 3:8 + n] == b"   "
+    weights.write_bytes((n - 3).to_bytes(8, "little") + padded[8:])
+    with pytest.raises(ValueError, match="data bytes"):
+        _core.load_model(str(step))
+    weights.write_bytes(good + b"\0" * 8)  # trailing bytes nobody owns
+    with pytest.raises(ValueError, match="the tensors cover .* data bytes"):
+        _core.load_model(str(step))
+
+
+def test_loader_bounds_the_config_by_the_file(model, tmp_path):
+    step = gptx.save_checkpoint(tmp_path / "run", model)
+    cfg = json.loads((step / "config.json").read_text())
+    cfg["n_layer"] = 2**31 - 1  # a few bytes of JSON describing ~10^14 parameters
+    (step / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match="too few for the 2147483647-layer model config.json describes"):
+        _core.load_model(str(step))
