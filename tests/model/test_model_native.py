@@ -1,4 +1,5 @@
 """The C++ model (gptx/model.h through gptx._core): loader, parameter checks, logits and greedy tokens = Python's."""
+import hashlib
 import json
 
 import numpy as np
@@ -84,6 +85,7 @@ def test_parameter_checks_name_the_parameter(model):
 
 def test_loader_errors_name_the_file(model, tmp_path):
     step = gptx.save_checkpoint(tmp_path / "run", model)
+    (step / "manifest.json").unlink()  # the file checks themselves, as for a folder without a manifest
     with pytest.raises(ValueError, match="config.json: not found"):
         _core.load_model(str(tmp_path / "nowhere"))
     weights = step / "model.safetensors"
@@ -148,6 +150,7 @@ def _rewrite_header(path, edit, length_delta=0):
 
 def test_loader_refuses_headers_that_do_not_tile_the_data(model, tmp_path):
     step = gptx.save_checkpoint(tmp_path / "run", model)
+    (step / "manifest.json").unlink()  # the file checks themselves, as for a folder without a manifest
     weights = step / "model.safetensors"
     good = weights.read_bytes()
 
@@ -173,8 +176,42 @@ def test_loader_refuses_headers_that_do_not_tile_the_data(model, tmp_path):
 
 def test_loader_bounds_the_config_by_the_file(model, tmp_path):
     step = gptx.save_checkpoint(tmp_path / "run", model)
+    (step / "manifest.json").unlink()  # the file checks themselves, as for a folder without a manifest
     cfg = json.loads((step / "config.json").read_text())
     cfg["n_layer"] = 2**31 - 1  # a few bytes of JSON describing ~10^14 parameters
     (step / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(ValueError, match="too few for the 2147483647-layer model config.json describes"):
         _core.load_model(str(step))
+
+
+def test_loader_checks_the_manifest(model, tmp_path):
+    step = gptx.save_checkpoint(tmp_path / "run", model)
+    manifest = json.loads((step / "manifest.json").read_text())
+    # files of every length around SHA-256's 64-byte blocks and its 56-byte padding boundary, hashed by hashlib
+    rng = np.random.default_rng(0)
+    for n in (0, 1, 55, 56, 63, 64, 65, 119, 120, 1000, 70001):
+        data = rng.integers(0, 256, n, dtype=np.uint8).tobytes()
+        (step / f"extra-{n}.bin").write_bytes(data)
+        manifest["files"][f"extra-{n}.bin"] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": n}
+    (step / "manifest.json").write_text(json.dumps(manifest))
+    _core.load_model(str(step))  # every digest matches
+    weights = step / "model.safetensors"
+    good = bytearray(weights.read_bytes())
+    bad = bytearray(good)
+    bad[-5] ^= 0x01  # one bit of one weight
+    weights.write_bytes(bytes(bad))
+    with pytest.raises(ValueError, match=r"model\.safetensors: corrupt: its sha256 does not match the manifest"):
+        _core.load_model(str(step))
+    weights.write_bytes(bytes(good[:-4]))
+    with pytest.raises(ValueError, match="bytes, the manifest says .* \\(truncated or overwritten\\)"):
+        _core.load_model(str(step))
+    weights.write_bytes(bytes(good))
+    (step / "extra-55.bin").unlink()
+    with pytest.raises(ValueError, match="extra-55.bin: missing"):
+        _core.load_model(str(step))
+    for rel in ("../outside", "/etc/passwd", "a/../../b"):
+        m = json.loads((step / "manifest.json").read_text())
+        m["files"] = {rel: {"sha256": "0" * 64, "bytes": 0}, **{k: v for k, v in m["files"].items() if k != "extra-55.bin"}}
+        (step / "manifest.json").write_text(json.dumps(m))
+        with pytest.raises(ValueError, match="manifest.json: bad entry"):
+            _core.load_model(str(step))
