@@ -248,7 +248,8 @@ void write_json(const std::string& path, const bench::MachinePeak& peak, const s
     std::ofstream f(path);
     f << "{\n  \"machine\": {\"cpu\": " << json_str(peak.cpu_model) << ", \"isa\": " << json_str(isa)
       << ", \"threads\": " << peak.threads << ", \"peak_gflops\": " << json_num(peak.gflops)
-      << ", \"peak_gflops_how\": " << json_str(peak.gflops_how) << ", \"bandwidth_gbs\": " << json_num(peak.gbs)
+      << ", \"peak_gflops_how\": " << json_str(peak.gflops_how) << ", \"peak_probe_isa\": " << json_str(peak.probe_isa)
+      << ", \"bandwidth_gbs\": " << json_num(peak.gbs)
       << ", \"copy_gbs\": " << json_num(peak.copy_gbs) << ", \"triad_gbs\": " << json_num(peak.triad_gbs)
       << ", \"probe_array_mib\": " << peak.array_mib << ", \"gptx_version\": " << json_str(gptx::version())
       << "},\n  \"ops\": [";
