@@ -46,7 +46,9 @@ __attribute__((target("avx512f"))) float fma_loop_avx512(int64_t iters) {
     }
     __m512 s = a[0];
     for (int j = 1; j < kChains; j++) s = _mm512_add_ps(s, a[j]);
-    return _mm512_reduce_add_ps(s);
+    alignas(64) float lanes[16];
+    _mm512_store_ps(lanes, s);
+    return lanes[0] + lanes[15];
 }
 
 __attribute__((target("avx2,fma"))) float fma_loop_avx2(int64_t iters) {
