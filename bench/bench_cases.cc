@@ -4,13 +4,13 @@
 #include <omp.h>
 
 #include <algorithm>
-#include <cstring>
 #include <memory>
 
 namespace bench {
 
 namespace {
 
+using gptx::Device;
 using gptx::DType;
 using gptx::Tensor;
 using Shape = std::vector<int64_t>;
@@ -36,6 +36,10 @@ Tensor uniform(const Shape& shape, uint64_t seed, float lo, float hi) {
     return t;
 }
 
+Tensor uniform(const Shape& shape, uint64_t seed, float lo, float hi, const Device& d) {
+    return uniform(shape, seed, lo, hi).to(d);
+}
+
 Tensor ints(const Shape& shape, uint64_t seed, int64_t bound) {  // int32 in [0, bound)
     Tensor t = Tensor::empty(shape, DType::int32);
     int32_t* p = t.data<int32_t>();
@@ -44,15 +48,13 @@ Tensor ints(const Shape& shape, uint64_t seed, int64_t bound) {  // int32 in [0,
     return t;
 }
 
-Tensor empty(const Shape& shape) { return Tensor::empty(shape, DType::float32); }
+Tensor empty(const Shape& shape, const Device& d) { return Tensor::empty(shape, DType::float32, d); }
 
-Tensor filled(const Shape& shape, double value) {
-    Tensor t = empty(shape);
+Tensor filled(const Shape& shape, double value, const Device& d) {
+    Tensor t = empty(shape, d);
     t.fill(value);
     return t;
 }
-
-void copy_into(const Tensor& dst, const Tensor& src) { std::memcpy(dst.data_ptr(), src.data_ptr(), src.nbytes()); }
 
 std::string dims(const Shape& s) {
     std::string r;
@@ -73,9 +75,9 @@ MatmulShape trim(MatmulShape m, bool reduced) {
     return m;
 }
 
-Problem matmul_fwd(const MatmulShape& full, bool reduced) {
+Problem matmul_fwd(const MatmulShape& full, bool reduced, const Device& d) {
     const MatmulShape m = trim(full, reduced);
-    Tensor a = uniform({m.M, m.K}, 1, -1, 1), w = uniform({m.N, m.K}, 2, -1, 1), out = empty({m.M, m.N});
+    Tensor a = uniform({m.M, m.K}, 1, -1, 1, d), w = uniform({m.N, m.K}, 2, -1, 1, d), out = empty({m.M, m.N}, d);
     Problem p;
     p.shape = dims({m.M, m.N, m.K});
     p.flops = 2.0 * m.M * m.N * m.K;
@@ -85,10 +87,10 @@ Problem matmul_fwd(const MatmulShape& full, bool reduced) {
     return p;
 }
 
-Problem matmul_bwd(const MatmulShape& full, bool reduced) {
+Problem matmul_bwd(const MatmulShape& full, bool reduced, const Device& d) {
     const MatmulShape m = trim(full, reduced);
-    Tensor dout = uniform({m.M, m.N}, 3, -1, 1), a = uniform({m.M, m.K}, 4, -1, 1), w = uniform({m.N, m.K}, 5, -1, 1);
-    Tensor da = empty({m.M, m.K}), dw = empty({m.N, m.K});
+    Tensor dout = uniform({m.M, m.N}, 3, -1, 1, d), a = uniform({m.M, m.K}, 4, -1, 1, d);
+    Tensor w = uniform({m.N, m.K}, 5, -1, 1, d), da = empty({m.M, m.K}, d), dw = empty({m.N, m.K}, d);
     Problem p;
     p.shape = dims({m.M, m.N, m.K});
     p.flops = 4.0 * m.M * m.N * m.K;  // da = dout @ w and dw = dout^T @ a
@@ -99,9 +101,9 @@ Problem matmul_bwd(const MatmulShape& full, bool reduced) {
 }
 
 // ---------------------------------------------------------------------------------------------------- softmax
-Problem softmax_fwd(const Sizes& s, bool reduced) {
+Problem softmax_fwd(const Sizes& s, bool reduced, const Device& d) {
     const int64_t R = reduced ? std::min<int64_t>(s.softmax_rows, 1024) : s.softmax_rows, L = s.softmax_cols;
-    Tensor inp = uniform({R, L}, 6, -4, 4), out = empty({R, L});
+    Tensor inp = uniform({R, L}, 6, -4, 4, d), out = empty({R, L}, d);
     Problem p;
     p.shape = dims({R, L});
     p.bytes = 2 * F * R * L;
@@ -110,10 +112,10 @@ Problem softmax_fwd(const Sizes& s, bool reduced) {
     return p;
 }
 
-Problem softmax_bwd(const Sizes& s, bool reduced) {
+Problem softmax_bwd(const Sizes& s, bool reduced, const Device& d) {
     const int64_t R = reduced ? std::min<int64_t>(s.softmax_rows, 1024) : s.softmax_rows, L = s.softmax_cols;
-    Tensor out = gptx::softmax_forward(uniform({R, L}, 7, -4, 4));
-    Tensor dout = uniform({R, L}, 8, -1, 1), dinp = empty({R, L});
+    Tensor out = gptx::softmax_forward(uniform({R, L}, 7, -4, 4)).to(d);  // on the host: the same input everywhere
+    Tensor dout = uniform({R, L}, 8, -1, 1, d), dinp = empty({R, L}, d);
     Problem p;
     p.shape = dims({R, L});
     p.bytes = 3 * F * R * L;
@@ -135,11 +137,11 @@ AttentionShape trim(AttentionShape a, bool reduced) {
     return a;
 }
 
-Problem attention(const AttentionShape& full, bool reduced, bool backward) {
+Problem attention(const AttentionShape& full, bool reduced, bool backward, const Device& d) {
     const AttentionShape a = trim(full, reduced);
-    Tensor qkv = uniform({a.B, a.T, 3, a.NH, a.HS}, 9, -2, 2);
-    Tensor out = empty({a.B, a.T, a.NH, a.HS}), lse = empty({a.B, a.NH, a.T});
-    Tensor dout = uniform({a.B, a.T, a.NH, a.HS}, 10, -1, 1), dqkv = empty({a.B, a.T, 3, a.NH, a.HS});
+    Tensor qkv = uniform({a.B, a.T, 3, a.NH, a.HS}, 9, -2, 2, d);
+    Tensor out = empty({a.B, a.T, a.NH, a.HS}, d), lse = empty({a.B, a.NH, a.T}, d);
+    Tensor dout = uniform({a.B, a.T, a.NH, a.HS}, 10, -1, 1, d), dqkv = empty({a.B, a.T, 3, a.NH, a.HS}, d);
     Problem p;
     p.shape = dims({a.B, a.NH, a.T, a.HS});
     p.flops = attention_fwd_flops(a) * (backward ? 3.5 : 1.0);  // backward counted as 2.5x the forward
@@ -160,10 +162,10 @@ Problem attention(const AttentionShape& full, bool reduced, bool backward) {
 }
 
 // ---------------------------------------------------------------------------------------------------- layernorm
-Problem layernorm_fwd(const Sizes& s, bool) {
+Problem layernorm_fwd(const Sizes& s, bool, const Device& d) {
     const int64_t N = s.tokens, C = s.C;
-    Tensor inp = uniform({N, C}, 11, -2, 3), w = uniform({C}, 12, 0.5f, 1.5f), b = uniform({C}, 13, -0.1f, 0.1f);
-    Tensor out = empty({N, C}), mean = empty({N}), rstd = empty({N});
+    Tensor inp = uniform({N, C}, 11, -2, 3, d), w = uniform({C}, 12, 0.5f, 1.5f, d);
+    Tensor b = uniform({C}, 13, -0.1f, 0.1f, d), out = empty({N, C}, d), mean = empty({N}, d), rstd = empty({N}, d);
     Problem p;
     p.shape = dims({N, C});
     p.bytes = F * (2 * N * C + 2 * C + 2 * N);
@@ -172,23 +174,26 @@ Problem layernorm_fwd(const Sizes& s, bool) {
     return p;
 }
 
-Problem layernorm_bwd(const Sizes& s, bool) {
+Problem layernorm_bwd(const Sizes& s, bool, const Device& d) {
     const int64_t N = s.tokens, C = s.C;
     Tensor inp = uniform({N, C}, 14, -2, 3), w = uniform({C}, 15, 0.5f, 1.5f), b = uniform({C}, 16, -0.1f, 0.1f);
-    gptx::LayernormOutputs f = gptx::layernorm_forward(inp, w, b);
-    Tensor dout = uniform({N, C}, 17, -1, 1), dinp = empty({N, C}), dw = empty({C}), db = empty({C});
+    const gptx::LayernormOutputs f = gptx::layernorm_forward(inp, w, b);  // on the host: the same mean, rstd anywhere
+    const Tensor mean = f.mean.to(d), rstd = f.rstd.to(d);
+    inp = inp.to(d);
+    w = w.to(d);
+    Tensor dout = uniform({N, C}, 17, -1, 1, d), dinp = empty({N, C}, d), dw = empty({C}, d), db = empty({C}, d);
     Problem p;
     p.shape = dims({N, C});
     p.bytes = F * (3 * N * C + 3 * C + 2 * N);
-    p.run = [=] { gptx::layernorm_backward(dout, inp, w, f.mean, f.rstd, dinp, dw, db); };
+    p.run = [=] { gptx::layernorm_backward(dout, inp, w, mean, rstd, dinp, dw, db); };
     p.results = [=] { return Outs{dinp, dw, db}; };
     return p;
 }
 
 // ---------------------------------------------------------------------------------------------------- GELU, residual
-Problem gelu(const Sizes& s, bool, bool backward) {
+Problem gelu(const Sizes& s, bool, bool backward, const Device& d) {
     const int64_t N = s.tokens, H = 4 * s.C;
-    Tensor inp = uniform({N, H}, 18, -4, 4), dout = uniform({N, H}, 19, -1, 1), out = empty({N, H});
+    Tensor inp = uniform({N, H}, 18, -4, 4, d), dout = uniform({N, H}, 19, -1, 1, d), out = empty({N, H}, d);
     Problem p;
     p.shape = dims({N, H});
     p.bytes = (backward ? 3 : 2) * F * N * H;
@@ -200,9 +205,9 @@ Problem gelu(const Sizes& s, bool, bool backward) {
     return p;
 }
 
-Problem add(const Sizes& s, bool) {
+Problem add(const Sizes& s, bool, const Device& d) {
     const int64_t N = s.tokens, C = s.C;
-    Tensor a = uniform({N, C}, 20, -1, 1), b = uniform({N, C}, 21, -1, 1), out = empty({N, C});
+    Tensor a = uniform({N, C}, 20, -1, 1, d), b = uniform({N, C}, 21, -1, 1, d), out = empty({N, C}, d);
     Problem p;
     p.shape = dims({N, C});
     p.bytes = 3 * F * N * C;
@@ -216,10 +221,10 @@ std::string embedding_shape(const Sizes& s) {
     return dims({s.emb_B, s.emb_T}) + " C" + std::to_string(s.C) + " V" + std::to_string(s.Vp);
 }
 
-Problem embedding_fwd(const Sizes& s, bool) {
+Problem embedding_fwd(const Sizes& s, bool, const Device& d) {
     const int64_t B = s.emb_B, T = s.emb_T, C = s.C;
-    Tensor idx = ints({B, T}, 22, s.V), wte = uniform({s.Vp, C}, 23, -1, 1), wpe = uniform({s.maxT, C}, 24, -1, 1);
-    Tensor out = empty({B, T, C});
+    Tensor idx = ints({B, T}, 22, s.V).to(d), wte = uniform({s.Vp, C}, 23, -1, 1, d);
+    Tensor wpe = uniform({s.maxT, C}, 24, -1, 1, d), out = empty({B, T, C}, d);
     Problem p;
     p.shape = embedding_shape(s);
     p.bytes = F * (B * T + 2 * B * T * C + T * C);  // idx, gathered wte rows, wpe rows, out
@@ -228,10 +233,10 @@ Problem embedding_fwd(const Sizes& s, bool) {
     return p;
 }
 
-Problem embedding_bwd(const Sizes& s, bool) {
+Problem embedding_bwd(const Sizes& s, bool, const Device& d) {
     const int64_t B = s.emb_B, T = s.emb_T, C = s.C;
-    Tensor idx = ints({B, T}, 25, s.V), dout = uniform({B, T, C}, 26, -1, 1);
-    Tensor dwte = filled({s.Vp, C}, 0.0), dwpe = filled({s.maxT, C}, 0.0);
+    Tensor idx = ints({B, T}, 25, s.V).to(d), dout = uniform({B, T, C}, 26, -1, 1, d);
+    Tensor dwte = filled({s.Vp, C}, 0.0, d), dwpe = filled({s.maxT, C}, 0.0, d);
     Problem p;
     p.shape = embedding_shape(s);
     p.bytes = F * (B * T + B * T * C + 2 * B * T * C + 2 * T * C);  // idx, dout, touched rows read + written
@@ -245,20 +250,22 @@ Problem embedding_bwd(const Sizes& s, bool) {
 }
 
 // ---------------------------------------------------------------------------------------------------- cross-entropy
-Problem cross_entropy(const Sizes& s, bool reduced, bool backward) {
+Problem cross_entropy(const Sizes& s, bool reduced, bool backward, const Device& d) {
     const int64_t N = reduced ? std::min<int64_t>(s.tokens, 64) : s.tokens, Vp = s.Vp, V = s.V;
-    Tensor logits = uniform({N, Vp}, 27, -4, 4), targets = ints({N}, 28, V);
-    Tensor losses = empty({N}), lse = empty({N});
+    const Tensor logits_host = uniform({N, Vp}, 27, -4, 4), targets_host = ints({N}, 28, V);
+    Tensor logits = logits_host.to(d), targets = targets_host.to(d);
     Problem p;
     p.shape = dims({N, Vp}) + " V" + std::to_string(V);
     if (!backward) {
+        Tensor losses = empty({N}, d), lse = empty({N}, d);
         p.bytes = F * (N * Vp + 3 * N);
         p.run = [=] { gptx::cross_entropy_forward(logits, targets, V, -100, losses, lse); };
         p.results = [=] { return Outs{losses, lse}; };
         return p;
     }
-    gptx::cross_entropy_forward(logits, targets, V, -100, losses, lse);
-    Tensor dlosses = filled({N}, 1.0 / N), dlogits = empty({N, Vp});
+    // lse on the host: the same input to the backward whatever the device
+    Tensor lse = gptx::cross_entropy_forward(logits_host, targets_host, V, -100).lse.to(d);
+    Tensor dlosses = filled({N}, 1.0 / N, d), dlogits = empty({N, Vp}, d);
     p.bytes = F * (2 * N * Vp + 3 * N);
     p.run = [=] { gptx::cross_entropy_backward(logits, lse, targets, dlosses, V, -100, dlogits); };
     p.results = [=] { return Outs{dlogits}; };
@@ -266,10 +273,10 @@ Problem cross_entropy(const Sizes& s, bool reduced, bool backward) {
 }
 
 // ---------------------------------------------------------------------------------------------------- optimizer
-Problem adamw(const Sizes& s, bool reduced) {
+Problem adamw(const Sizes& s, bool reduced, const Device& d) {
     const int64_t P = reduced ? std::min<int64_t>(s.params, 1 << 20) : s.params;
-    Tensor param = uniform({P}, 29, -0.1f, 0.1f), grad = uniform({P}, 30, -0.01f, 0.01f);
-    Tensor m = uniform({P}, 31, -1e-3f, 1e-3f), v = uniform({P}, 32, 0.0f, 1e-5f);
+    Tensor param = uniform({P}, 29, -0.1f, 0.1f, d), grad = uniform({P}, 30, -0.01f, 0.01f, d);
+    Tensor m = uniform({P}, 31, -1e-3f, 1e-3f, d), v = uniform({P}, 32, 0.0f, 1e-5f, d);
     gptx::AdamWOptions o;
     o.lr = 6e-4f;
     o.beta1 = 0.9f;
@@ -283,9 +290,9 @@ Problem adamw(const Sizes& s, bool reduced) {
     if (reduced) {  // the step is in place: validation restores the starting state (the timed run just keeps going)
         Tensor p0 = param.clone(), m0 = m.clone(), v0 = v.clone();
         p.reset = [=] {
-            copy_into(param, p0);
-            copy_into(m, m0);
-            copy_into(v, v0);
+            param.copy_from(p0);
+            m.copy_from(m0);
+            v.copy_from(v0);
         };
     }
     p.results = [=] { return Outs{param, m, v}; };
@@ -309,9 +316,9 @@ std::vector<int64_t> gpt2_param_sizes(int64_t total) {
     return out;
 }
 
-Problem global_norm(const Sizes& s, bool reduced) {
+Problem global_norm(const Sizes& s, bool reduced, const Device& d) {
     const int64_t P = reduced ? std::min<int64_t>(s.params, 1 << 22) : s.params;
-    Tensor flat = uniform({P}, 33, -1, 1);
+    Tensor flat = uniform({P}, 33, -1, 1, d);
     std::vector<Tensor> views;
     int64_t at = 0;
     for (int64_t n : gpt2_param_sizes(P)) {
@@ -324,7 +331,7 @@ Problem global_norm(const Sizes& s, bool reduced) {
     p.bytes = F * P;
     p.run = [=] { *result = gptx::global_norm(views); };
     p.results = [=] {  // gptx has no float64 tensor; float32 keeps 7 digits, enough for the check
-        return Outs{filled({1}, *result)};
+        return Outs{filled({1}, *result, Device::cpu())};
     };
     return p;
 }
@@ -354,31 +361,36 @@ Sizes quick_sizes() {
 }
 
 std::vector<Case> make_cases(const Sizes& s) {
-    std::vector<Case> c;
     const double tol = 1e-4;
+    std::vector<Case> c;
+    using Make = std::function<Problem(bool, const Device&)>;
+    auto add_case = [&](const std::string& name, const std::string& label, Make f) {
+        c.push_back({name, label, tol, std::move(f)});
+    };
     for (const MatmulShape& m : s.matmuls)
-        c.push_back({"matmul_forward", "matmul_forward/" + m.tag, tol, [m](bool r) { return matmul_fwd(m, r); }});
+        add_case("matmul_forward", "matmul_forward/" + m.tag,
+                 [m](bool r, const Device& d) { return matmul_fwd(m, r, d); });
     const MatmulShape mb = s.matmul_bwd;
-    c.push_back({"matmul_backward", "matmul_backward/" + mb.tag, tol, [mb](bool r) { return matmul_bwd(mb, r); }});
-    c.push_back({"softmax_forward", "softmax_forward", tol, [s](bool r) { return softmax_fwd(s, r); }});
-    c.push_back({"softmax_backward", "softmax_backward", tol, [s](bool r) { return softmax_bwd(s, r); }});
+    add_case("matmul_backward", "matmul_backward/" + mb.tag,
+             [mb](bool r, const Device& d) { return matmul_bwd(mb, r, d); });
+    // Ops with one row each: the name is the label.
+    auto op = [&](const std::string& name, Make f) { add_case(name, name, std::move(f)); };
+    op("softmax_forward", [s](bool r, const Device& d) { return softmax_fwd(s, r, d); });
+    op("softmax_backward", [s](bool r, const Device& d) { return softmax_bwd(s, r, d); });
     const AttentionShape a = s.attn;
-    c.push_back({"attention_forward", "attention_forward", tol, [a](bool r) { return attention(a, r, false); }});
-    c.push_back({"attention_forward+backward", "attention_forward+backward", tol,
-                 [a](bool r) { return attention(a, r, true); }});
-    c.push_back({"layernorm_forward", "layernorm_forward", tol, [s](bool r) { return layernorm_fwd(s, r); }});
-    c.push_back({"layernorm_backward", "layernorm_backward", tol, [s](bool r) { return layernorm_bwd(s, r); }});
-    c.push_back({"gelu_forward", "gelu_forward", tol, [s](bool r) { return gelu(s, r, false); }});
-    c.push_back({"gelu_backward", "gelu_backward", tol, [s](bool r) { return gelu(s, r, true); }});
-    c.push_back({"add_forward", "add_forward", tol, [s](bool r) { return add(s, r); }});
-    c.push_back({"embedding_forward", "embedding_forward", tol, [s](bool r) { return embedding_fwd(s, r); }});
-    c.push_back({"embedding_backward", "embedding_backward", tol, [s](bool r) { return embedding_bwd(s, r); }});
-    c.push_back({"cross_entropy_forward", "cross_entropy_forward", tol,
-                 [s](bool r) { return cross_entropy(s, r, false); }});
-    c.push_back({"cross_entropy_backward", "cross_entropy_backward", tol,
-                 [s](bool r) { return cross_entropy(s, r, true); }});
-    c.push_back({"adamw_step", "adamw_step", tol, [s](bool r) { return adamw(s, r); }});
-    c.push_back({"global_norm", "global_norm", tol, [s](bool r) { return global_norm(s, r); }});
+    op("attention_forward", [a](bool r, const Device& d) { return attention(a, r, false, d); });
+    op("attention_forward+backward", [a](bool r, const Device& d) { return attention(a, r, true, d); });
+    op("layernorm_forward", [s](bool r, const Device& d) { return layernorm_fwd(s, r, d); });
+    op("layernorm_backward", [s](bool r, const Device& d) { return layernorm_bwd(s, r, d); });
+    op("gelu_forward", [s](bool r, const Device& d) { return gelu(s, r, false, d); });
+    op("gelu_backward", [s](bool r, const Device& d) { return gelu(s, r, true, d); });
+    op("add_forward", [s](bool r, const Device& d) { return add(s, r, d); });
+    op("embedding_forward", [s](bool r, const Device& d) { return embedding_fwd(s, r, d); });
+    op("embedding_backward", [s](bool r, const Device& d) { return embedding_bwd(s, r, d); });
+    op("cross_entropy_forward", [s](bool r, const Device& d) { return cross_entropy(s, r, false, d); });
+    op("cross_entropy_backward", [s](bool r, const Device& d) { return cross_entropy(s, r, true, d); });
+    op("adamw_step", [s](bool r, const Device& d) { return adamw(s, r, d); });
+    op("global_norm", [s](bool r, const Device& d) { return global_norm(s, r, d); });
     return c;
 }
 

@@ -34,15 +34,16 @@ Sizes gpt2_small_sizes();
 // The same forms with fewer rows / a shorter sequence / fewer parameters: for smoke tests, not for reporting.
 Sizes quick_sizes();
 
-// One benchmark instance. run() must be repeatable: it writes preallocated outputs (ops that accumulate, like
-// embedding_backward and adamw_step, just keep accumulating while timed; reset() restores them for validation).
+// One benchmark instance on one device. run() must be repeatable: it writes preallocated outputs (ops that
+// accumulate, like embedding_backward and adamw_step, just keep accumulating while timed; reset() restores them for
+// validation). On a GPU run() only enqueues the work: the caller synchronises before reading a clock or a result.
 struct Problem {
     std::string shape;
     double flops = 0.0;  // per run; > 0 for the compute-bound ops (reported in GFLOP/s)
     double bytes = 0.0;  // per run: every input read and output written once (reported in GB/s when flops == 0)
     std::function<void()> run;
     std::function<void()> reset;  // restores what run() mutates; set where the validation needs it, else empty
-    std::function<std::vector<gptx::Tensor>()> results;  // outputs the validation compares
+    std::function<std::vector<gptx::Tensor>()> results;  // outputs the validation compares (on the problem's device)
 };
 
 struct Case {
@@ -50,8 +51,9 @@ struct Case {
     std::string label;  // unique row name, e.g. "matmul_forward/c_fc" (--op matches it too)
     double tol;         // tolerance on the normwise relative error vs the scalar reference
     // reduced = true: a smaller shape of the same form (same row length / head size / vocabulary), for validating
-    // ops whose scalar reference would take too long at full size.
-    std::function<Problem(bool reduced)> make;
+    // ops whose scalar reference would take too long at full size. Inputs are made on the host (the same values for
+    // a given case and shape, whatever the device) and copied to `device`, where the outputs are allocated.
+    std::function<Problem(bool reduced, const gptx::Device& device)> make;
 };
 
 std::vector<Case> make_cases(const Sizes& s);

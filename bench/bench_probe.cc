@@ -1,4 +1,5 @@
-// bench_probe.cc — the peak probes: an AVX2/FMA loop of independent FMAs on every thread, STREAM-like copy/triad.
+// bench_probe.cc — the peak probes: independent FMAs on the CPU's widest vector path on every thread, STREAM-like
+// copy and triad.
 #include "bench_probe.h"
 
 #include <omp.h>
@@ -23,56 +24,95 @@ double now_s() {
     return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
+// The FMA loops, one per vector width, each compiled for its ISA with a target attribute (no per-file -m flags, no
+// -march=native) and run only after cpuid says the CPU has it. They have internal linkage and use only intrinsics,
+// so no inline function or template gets an AVX-512 copy that generic code could link to (the weak-symbol pitfall
+// of ISA-specific code).
+//
+// Every loop keeps kChains independent accumulators: the cores seen so far retire 2 FMAs per cycle at a latency of
+// 4-5 cycles, so at least 10 chains in flight keep both pipes busy; 12 fit in the 16 registers of SSE/AVX2 with
+// the two constants. a = a * m + c converges (|m| < 1), so the values stay normal (no denormal slow-down) however
+// long the loop runs. Each returns a sum so the loop cannot be dropped.
+constexpr int kChains = 12;
+
 #ifdef BENCH_X86
-// 12 independent accumulators: Zen 3 / Intel cores retire 2 FMAs per cycle at a latency of 4-5 cycles, so at least
-// 10 chains in flight are needed to keep both pipes busy. a = a * m + c converges (|m| < 1), so the values stay
-// normal (no denormal slow-down) however long the loop runs. Returns a sum so the loop cannot be dropped.
-__attribute__((target("avx2,fma"))) float fma_loop(int64_t iters) {
-    const __m256 m = _mm256_set1_ps(0.999f), c = _mm256_set1_ps(1e-3f);
-    __m256 a0 = _mm256_set1_ps(0.1f), a1 = _mm256_set1_ps(0.2f), a2 = _mm256_set1_ps(0.3f);
-    __m256 a3 = _mm256_set1_ps(0.4f), a4 = _mm256_set1_ps(0.5f), a5 = _mm256_set1_ps(0.6f);
-    __m256 a6 = _mm256_set1_ps(0.7f), a7 = _mm256_set1_ps(0.8f), a8 = _mm256_set1_ps(0.9f);
-    __m256 a9 = _mm256_set1_ps(1.0f), a10 = _mm256_set1_ps(1.1f), a11 = _mm256_set1_ps(1.2f);
+__attribute__((target("avx512f"))) float fma_loop_avx512(int64_t iters) {
+    const __m512 m = _mm512_set1_ps(0.999f), c = _mm512_set1_ps(1e-3f);
+    __m512 a[kChains];
+    for (int j = 0; j < kChains; j++) a[j] = _mm512_set1_ps(0.1f * (j + 1));
     for (int64_t i = 0; i < iters; i++) {
-        a0 = _mm256_fmadd_ps(a0, m, c);
-        a1 = _mm256_fmadd_ps(a1, m, c);
-        a2 = _mm256_fmadd_ps(a2, m, c);
-        a3 = _mm256_fmadd_ps(a3, m, c);
-        a4 = _mm256_fmadd_ps(a4, m, c);
-        a5 = _mm256_fmadd_ps(a5, m, c);
-        a6 = _mm256_fmadd_ps(a6, m, c);
-        a7 = _mm256_fmadd_ps(a7, m, c);
-        a8 = _mm256_fmadd_ps(a8, m, c);
-        a9 = _mm256_fmadd_ps(a9, m, c);
-        a10 = _mm256_fmadd_ps(a10, m, c);
-        a11 = _mm256_fmadd_ps(a11, m, c);
+#pragma GCC unroll 12
+        for (int j = 0; j < kChains; j++) a[j] = _mm512_fmadd_ps(a[j], m, c);
     }
-    __m256 s = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)),
-                             _mm256_add_ps(_mm256_add_ps(a4, a5), _mm256_add_ps(a6, a7)));
-    s = _mm256_add_ps(s, _mm256_add_ps(_mm256_add_ps(a8, a9), _mm256_add_ps(a10, a11)));
+    __m512 s = a[0];
+    for (int j = 1; j < kChains; j++) s = _mm512_add_ps(s, a[j]);
+    alignas(64) float lanes[16];
+    _mm512_store_ps(lanes, s);
+    return lanes[0] + lanes[15];
+}
+
+__attribute__((target("avx2,fma"))) float fma_loop_avx2(int64_t iters) {
+    const __m256 m = _mm256_set1_ps(0.999f), c = _mm256_set1_ps(1e-3f);
+    __m256 a[kChains];
+    for (int j = 0; j < kChains; j++) a[j] = _mm256_set1_ps(0.1f * (j + 1));
+    for (int64_t i = 0; i < iters; i++) {
+#pragma GCC unroll 12
+        for (int j = 0; j < kChains; j++) a[j] = _mm256_fmadd_ps(a[j], m, c);
+    }
+    __m256 s = a[0];
+    for (int j = 1; j < kChains; j++) s = _mm256_add_ps(s, a[j]);
     alignas(32) float lanes[8];
     _mm256_store_ps(lanes, s);
     return lanes[0] + lanes[7];
 }
-constexpr double kFmaFlopsPerIter = 12 * 8 * 2;  // 12 FMAs x 8 lanes x (mul + add)
 
-bool have_avx2_fma() { return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"); }
+// SSE2 is part of x86-64 itself: no attribute, no FMA (a multiply and an add, counted as the same 2 FLOPs).
+float fma_loop_sse(int64_t iters) {
+    const __m128 m = _mm_set1_ps(0.999f), c = _mm_set1_ps(1e-3f);
+    __m128 a[kChains];
+    for (int j = 0; j < kChains; j++) a[j] = _mm_set1_ps(0.1f * (j + 1));
+    for (int64_t i = 0; i < iters; i++) {
+#pragma GCC unroll 12
+        for (int j = 0; j < kChains; j++) a[j] = _mm_add_ps(_mm_mul_ps(a[j], m), c);
+    }
+    __m128 s = a[0];
+    for (int j = 1; j < kChains; j++) s = _mm_add_ps(s, a[j]);
+    alignas(16) float lanes[4];
+    _mm_store_ps(lanes, s);
+    return lanes[0] + lanes[3];
+}
 #else
-bool have_avx2_fma() { return false; }
-float fma_loop(int64_t) { return 0.0f; }
-constexpr double kFmaFlopsPerIter = 0;
-#endif
-
-// Fallback without AVX2/FMA: the same dependency structure in plain C++ (whatever the compiler makes of it for the
-// baseline ISA is the estimate: it underrates a machine with wider units the build does not target).
-float scalar_loop(int64_t iters) {
-    float a[8] = {0.1f, 0.2f, 0.3f, 0.4f, 0.5f, 0.6f, 0.7f, 0.8f};
+// Other architectures: the same dependency structure in plain C++; whatever the compiler makes of it for the
+// baseline ISA is the estimate (it underrates a machine with vector units the build does not target).
+float fma_loop_scalar(int64_t iters) {
+    float a[kChains];
+    for (int j = 0; j < kChains; j++) a[j] = 0.1f * (j + 1);
     const float m = 0.999f, c = 1e-3f;
     for (int64_t i = 0; i < iters; i++)
         for (float& x : a) x = x * m + c;
-    return a[0] + a[7];
+    float s = 0.0f;
+    for (float x : a) s += x;
+    return s;
 }
-constexpr double kScalarFlopsPerIter = 8 * 2;
+#endif
+
+struct FmaPath {
+    const char* isa;  // what MachinePeak::probe_isa reports
+    float (*loop)(int64_t);
+    int lanes;  // fp32 lanes per vector
+};
+
+// The widest path this CPU runs, from cpuid (__builtin_cpu_supports also checks that the OS saves the wide
+// registers), as the library picks its kernels.
+FmaPath widest_fma_path() {
+#ifdef BENCH_X86
+    if (__builtin_cpu_supports("avx512f")) return {"avx512", fma_loop_avx512, 16};
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return {"avx2", fma_loop_avx2, 8};
+    return {"sse", fma_loop_sse, 4};
+#else
+    return {"scalar", fma_loop_scalar, 1};
+#endif
+}
 
 volatile float g_sink;  // results of the probe loops land here so they are not optimised away
 
@@ -132,13 +172,10 @@ MachinePeak measure_peak(int threads, size_t array_mib) {
     p.cpu_model = cpu_model_name();
     p.threads = threads;
     p.array_mib = array_mib;
-    if (have_avx2_fma()) {
-        p.gflops = flops_probe(threads, fma_loop, kFmaFlopsPerIter);
-        p.gflops_how = "avx2+fma probe";
-    } else {
-        p.gflops = flops_probe(threads, scalar_loop, kScalarFlopsPerIter);
-        p.gflops_how = "scalar estimate";
-    }
+    const FmaPath fma = widest_fma_path();
+    p.probe_isa = fma.isa;
+    p.gflops = flops_probe(threads, fma.loop, 2.0 * kChains * fma.lanes);  // x (mul + add)
+    p.gflops_how = p.probe_isa == "scalar" ? "scalar estimate" : p.probe_isa + " fma probe";
 
     // Bandwidth. The arrays are first touched by the same static partition the loops use, so each thread's pages
     // are local to it (matters on multi-socket / NUMA machines).

@@ -9,7 +9,8 @@ struct MachinePeak {
     std::string cpu_model;    // "model name" from /proc/cpuinfo
     int threads = 1;          // threads the probes ran on
     double gflops = 0.0;      // fp32 GFLOP/s over all threads
-    std::string gflops_how;   // "avx2+fma probe" or "scalar estimate"
+    std::string probe_isa;    // vector path the FMA probe ran: "avx512", "avx2", "sse" or "scalar" (widest available)
+    std::string gflops_how;   // "avx512 fma probe", ..., or "scalar estimate"
     double copy_gbs = 0.0;    // STREAM-like copy  b = a          (bytes read + written)
     double triad_gbs = 0.0;   // STREAM-like triad a = b + s * c
     double gbs = 0.0;         // the larger of the two: the bandwidth "peak" memory-bound ops are compared to

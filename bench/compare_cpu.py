@@ -1,9 +1,9 @@
 # compare_cpu.py — gptx vs numpy (OpenBLAS) vs PyTorch CPU on the same inputs, interleaved, at 1 and 2 threads.
 """Compare gptx's CPU kernels with numpy (OpenBLAS) and PyTorch CPU.
 
-Run from the repository root against a built gptx (python/gptx/_core*.so):
+Run from the repository root against the installed gptx (pip install .):
 
-    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE PYTHONPATH=python python bench/compare_cpu.py [--write]
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/compare_cpu.py [--write]
 
 OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE may be set on these machines: they force an OpenBLAS kernel family and cache
 size meant for another CPU, and OpenBLAS reads them once when it loads, so they must be unset on the command line

@@ -1,6 +1,6 @@
 """gptx CUDA kernels and training step vs PyTorch on the same GPU, in one process, timed with CUDA events.
 
-    PYTHONPATH=python python bench/compare_gpu.py [--quick] [--json OUT.json] [--markdown OUT.md]
+    python bench/compare_gpu.py [--quick] [--json OUT.json] [--markdown OUT.md]   # gptx installed with CUDA
 
 Both libraries queue their work on the legacy default stream, so a pair of torch.cuda.Events brackets either one.
 Each case: --warmup untimed calls, then --reps timed calls one event pair each; the table gives the median time

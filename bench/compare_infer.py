@@ -8,8 +8,8 @@ token only) and decode of 128 greedy tokens one at a time after a 128-token prom
 Tables show medians. The decode floor is the time to read every weight once per token (f32: all parameters x 4
 bytes, the tied LM head once; f16: 2-D weights x 2 bytes) at the memory bandwidth gptx-bench measures.
 
-    PYTHONPATH=python python bench/compare_infer.py --write
-    PYTHONPATH=python python bench/compare_infer.py --quick          # smoke test
+    python bench/compare_infer.py --write            # from the repository root, after pip install .
+    python bench/compare_infer.py --quick            # smoke test
 Options: --threads N (2), --repeats N (5), --decode-tokens N (128), --workdir DIR (weights, reused if present),
 --skip-llama, --results PATH.
 """
@@ -26,7 +26,6 @@ import time
 import warnings
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
 
 
 def parse_args(argv=None):
@@ -51,9 +50,6 @@ ARGS = parse_args()
 # Same OpenMP settings for every runtime in this process, before any of them starts (gptx would set the spin count).
 os.environ["OMP_NUM_THREADS"] = str(ARGS.threads)
 os.environ.setdefault("GOMP_SPINCOUNT", "10000")
-sys.path.insert(0, os.path.join(ROOT, "python"))
-sys.path.insert(0, HERE)
-
 import numpy as np  # noqa: E402
 
 from results_md import write_section  # bench/ is on sys.path when run as python bench/X.py
@@ -205,9 +201,9 @@ def time_decode(r, prompt, n):
 
 
 def bandwidth_gbs():
-    """(GB/s, how): gptx-bench's STREAM-like probe if built, else a numpy copy of a 512 MiB array."""
-    exe = os.path.join(ROOT, "build", "bench", "gptx-bench")
-    if os.path.exists(exe):
+    """(GB/s, how): the installed gptx-bench's STREAM-like probe if there is one, else a numpy copy of 512 MiB."""
+    exe = gptx_bench()
+    if exe:
         out = os.path.join(ARGS.workdir, "bw.json")
         try:
             subprocess.run([exe, "--op", "add_forward", "--quick", "--no-validate", "--repeats", "1", "--threads",
@@ -225,6 +221,16 @@ def bandwidth_gbs():
         np.copyto(b, a)
         ts.append(time.perf_counter() - t)
     return 2 * a.nbytes / min(ts) / 1e9, "numpy copy of 512 MiB (1 thread, read + write)"
+
+
+def gptx_bench():
+    """The installed package's gptx-bench (gptx.cli.bench.find_bench: the wheel's, $GPTX_BENCH or PATH), or None."""
+    from gptx.cli.bench import find_bench
+
+    try:
+        return find_bench()
+    except FileNotFoundError:
+        return None
 
 
 def weight_bytes(model):
@@ -356,7 +362,7 @@ def main():
         print("FAILED: " + "; ".join(failures))
 
     if a.write:
-        cmd = "PYTHONPATH=python python bench/compare_infer.py " + " ".join(sys.argv[1:])
+        cmd = "python bench/compare_infer.py " + " ".join(sys.argv[1:])
         text = "\n".join([
             "## GPT-2 124M inference, batch 1: gptx vs transformers (PyTorch CPU) vs llama.cpp",
             "",

@@ -1,7 +1,7 @@
 """Training throughput (forward + backward tokens/s) of gptx.model.GPT vs PyTorch eager GPT2LMHeadModel, with a
 per-op time breakdown of the gptx step.
 
-    PYTHONPATH=python python bench/compare_model.py [--layers 4 --heads 4 --embd 256 --T 256 --B 8 --vocab 50304]
+    python bench/compare_model.py [--layers 4 --heads 4 --embd 256 --T 256 --B 8 --vocab 50304]
 
 The two models run alternately in one process on the same thread count, so a shared or throttled machine slows
 both alike: compare the ratio, not the absolute numbers.

@@ -1,7 +1,7 @@
 """Full training-step throughput and peak memory: gptx (GPT + AdamW + clipping) vs PyTorch eager GPT-2.
 
-    PYTHONPATH=python python bench/compare_train.py [--configs tiny-v50304,gpt2-t64] [--write]
-    PYTHONPATH=python python bench/compare_train.py --quick --configs tiny-v256        # smoke test
+    python bench/compare_train.py [--configs tiny-v50304,gpt2-t64] [--write]     # after pip install .
+    python bench/compare_train.py --quick --configs tiny-v256        # smoke test
 
 One training step is forward + backward + gradient clipping (max norm 1.0) + an fp32 AdamW step, on the same random
 batch every step. gptx does it the way gptx.Trainer does (the clipping factor is applied inside the fused AdamW
@@ -18,8 +18,8 @@ default spin of 300000 makes the idle workers of a busy machine steal the cores)
 
 MFU (model FLOP utilisation) = FLOPs/token * tokens/s / peak. FLOPs/token = 6*N + 6*n_layer*T*n_embd, where N counts
 every parameter except the position table (the token table counts once: it is the LM head's matmul) and the
-attention term is the usual 12*L*T*C halved for the causal mask. The fp32 peak comes from the FMA probe of
-build/bench/gptx-bench on --threads threads (best of a probe before and after the runs), or from --peak-gflops.
+attention term is the usual 12*L*T*C halved for the causal mask. The fp32 peak comes from the FMA probe of the
+installed gptx-bench on --threads threads (best of a probe before and after the runs), or from --peak-gflops.
 """
 import argparse
 import datetime
@@ -36,7 +36,6 @@ import time
 from results_md import cpu_model, write_section  # bench/ is on sys.path when run as python bench/X.py
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
 FRAMEWORKS = ("gptx", "torch")
 MARK = "COMPARE_TRAIN_RESULT "  # prefix of the child's one result line (libraries may print other lines)
 
@@ -61,7 +60,7 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, default=2, help="threads for both frameworks (default 2)")
     p.add_argument("--quick", action="store_true", help="few steps and one round: smoke tests, not numbers")
     p.add_argument("--peak-gflops", type=float, default=None,
-                   help="fp32 peak for MFU (default: measured by build/bench/gptx-bench when it is built)")
+                   help="fp32 peak for MFU (default: measured by the installed gptx-bench)")
     p.add_argument("--write", action="store_true", help="replace the compare_train section of --results")
     p.add_argument("--results", default=os.path.join(HERE, "RESULTS.md"))
     p.add_argument("--_child", choices=FRAMEWORKS, default=None, help=argparse.SUPPRESS)  # internal: one run
@@ -105,10 +104,11 @@ def batch(cfg):
 
 
 def _display_path(path):
-    """The package folder relative to the repository when it is inside it (results must not name this machine)."""
+    """The package folder relative to the repository when it is inside it (an in-place build), else "the installed
+    package": results must not name this machine's folders."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     rel = os.path.relpath(path, root)
-    return path if rel.startswith("..") else rel
+    return "the installed package" if rel.startswith("..") else rel
 
 
 def time_steps(step, warmup, steps):
@@ -153,7 +153,6 @@ def run_gptx(cfg, args):
     return dict(times=times, losses=losses, import_mib=import_mib, threads=gptx.get_num_threads(),
                 versions=f"gptx {gptx.__version__} (cpu path {gptx.info()['cpu_isa']}, from "
                          f"{_display_path(os.path.dirname(os.path.abspath(gptx.__file__)))})",
-                gptx_dir=os.path.dirname(os.path.abspath(gptx.__file__)),
                 optimizer="gptx.AdamW (one fused native call over the flat buffer, clipping inside it)")
 
 
@@ -250,9 +249,12 @@ def probe_peak(args):
     """(fp32 GFLOP/s, how it was obtained) or (None, why not)."""
     if args.peak_gflops:
         return args.peak_gflops, "given with --peak-gflops"
-    exe = os.path.join(ROOT, "build", "bench", "gptx-bench")
-    if not os.access(exe, os.X_OK):
-        return None, "no build/bench/gptx-bench (build it, or pass --peak-gflops)"
+    from gptx.cli.bench import find_bench  # the wheel's gptx-bench, else $GPTX_BENCH, else PATH
+
+    try:
+        exe = find_bench()
+    except FileNotFoundError as e:
+        return None, f"{e} (or pass --peak-gflops)"
     with tempfile.TemporaryDirectory() as d:
         path = os.path.join(d, "peak.json")
         # the cheapest op with a tiny bandwidth probe: only the FMA probe's number is used
@@ -404,13 +406,6 @@ def main():
                       f"{r['losses'][0]:.3f} -> {r['losses'][-1]:.3f} ({r['wall_s']:.0f} s)", file=sys.stderr,
                       flush=True)
         rows.append(runs)
-        for r in runs["gptx"]:
-            # an installed gptx elsewhere (site-packages) shadows this checkout unless PYTHONPATH points here
-            mine = os.path.join(ROOT, "python", "gptx")
-            if "gptx_dir" in r and os.path.realpath(r["gptx_dir"]) != os.path.realpath(mine):
-                print(f"WARNING: the gptx child imported {r['gptx_dir']}, not this checkout's {mine} "
-                      "(run with PYTHONPATH=python from the repository root)", file=sys.stderr, flush=True)
-                break
     peak = peak_before
     if not args.peak_gflops and peak_before is not None:
         # the machine may be shared: the best of two probes is the closer estimate of what it can do

@@ -4,7 +4,7 @@ Only what bench/compare_infer.py needs: architecture "gpt2", f32 or f16 weights 
 LM head written again as output.weight, and the GPT-2 byte-level BPE tokenizer rebuilt from gptx's bundled ranks
 (tokens as byte-level unicode strings plus the merge list recovered from the ranks).
 
-    PYTHONPATH=python python bench/hf_to_gguf.py HF_DIR OUT.gguf [--dtype f32|f16]
+    python bench/hf_to_gguf.py HF_DIR OUT.gguf [--dtype f32|f16]       # with gptx installed (pip install .)
 """
 from __future__ import annotations
 
@@ -158,5 +158,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "python"))
     sys.exit(main())

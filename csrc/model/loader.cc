@@ -6,10 +6,15 @@
 #include <cmath>
 #include <cstring>
 #include <fstream>
+#include <iterator>
+#include <map>
+#include <utility>
+#include <vector>
 
 #include "gptx/error.h"
 #include "gptx/model.h"
 #include "model/json.h"
+#include "model/sha256.h"
 
 namespace gptx {
 
@@ -98,7 +103,27 @@ public:
                             " bytes)");
             entries_[kv.first] = e;
         }
+        // The tensors must tile the data region exactly, as the safetensors format requires: a header a few bytes
+        // short, or offsets shifted or shared between tensors, would otherwise load as garbage.
+        std::vector<std::pair<uint64_t, const std::string*>> spans;
+        for (const auto& kv : entries_) spans.emplace_back(kv.second.begin, &kv.first);
+        std::sort(spans.begin(), spans.end());
+        uint64_t at = 0;
+        for (const auto& sp : spans) {
+            const Entry& e = entries_.at(*sp.second);
+            if (e.begin != at)
+                throw Error(path + ": tensor " + *sp.second + " starts at byte " + std::to_string(e.begin) +
+                            " of the data but the previous tensors end at " + std::to_string(at) +
+                            " (overlapping or missing bytes: corrupt header)");
+            at = e.end;
+        }
+        if (at != data_size)
+            throw Error(path + ": the tensors cover " + std::to_string(at) + " of the " + std::to_string(data_size) +
+                        " data bytes (corrupt header or trailing bytes)");
+        data_bytes_ = data_size;
     }
+
+    uint64_t data_bytes() const { return data_bytes_; }
 
     const std::map<std::string, Entry>& entries() const { return entries_; }
 
@@ -113,9 +138,53 @@ public:
 private:
     std::string path_;
     std::ifstream f_;
-    uint64_t data_start_ = 0;
+    uint64_t data_start_ = 0, data_bytes_ = 0;
     std::map<std::string, Entry> entries_;
 };
+
+uint64_t file_size(const std::string& path) {
+    std::ifstream f(path, std::ios::binary | std::ios::ate);
+    return f ? static_cast<uint64_t>(f.tellg()) : 0;
+}
+
+// A gptx checkpoint's manifest.json lists every file with its size and sha256 (python/gptx/checkpoint.py writes
+// it): check them all before reading any, so corrupted weights are an error, never a model. Folders without a
+// manifest (Hugging Face exports) are read as they are.
+void verify_manifest(const std::string& dir) {
+    const std::string path = dir + "/manifest.json";
+    if (!file_exists(path)) return;
+    std::ifstream f(path, std::ios::binary);
+    const std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    const json::Value m = json::parse(text, path);
+    const json::Value* format = m.find("format");
+    const json::Value* version = m.find("version");
+    const json::Value* files = m.find("files");
+    if (!format || format->kind != json::Value::Kind::string || format->str != "gptx-checkpoint" || !files ||
+        files->kind != json::Value::Kind::object)
+        throw Error(path + ": not a gptx-checkpoint manifest");
+    if (!version || version->kind != json::Value::Kind::number || version->num != 1)
+        throw Error(path + ": manifest version is not 1 (this gptx reads version 1)");
+    for (const char* required : {"model.safetensors", "config.json"})
+        if (!files->find(required)) throw Error(path + ": the manifest does not list " + required);
+    for (const auto& kv : files->obj) {
+        const std::string& rel = kv.first;
+        const bool escapes = rel.empty() || rel[0] == '/' || rel == ".." || rel.rfind("../", 0) == 0 ||
+                             rel.find("/../") != std::string::npos ||
+                             (rel.size() >= 3 && rel.compare(rel.size() - 3, 3, "/..") == 0);
+        const json::Value* bytes = kv.second.find("bytes");
+        const json::Value* sha = kv.second.find("sha256");
+        if (escapes || !bytes || bytes->kind != json::Value::Kind::number || !sha ||
+            sha->kind != json::Value::Kind::string)
+            throw Error(path + ": bad entry '" + rel + "'");
+        const std::string file = dir + "/" + rel;
+        if (!file_exists(file)) throw Error(file + ": missing (the manifest lists it)");
+        const uint64_t size = file_size(file);
+        if (static_cast<double>(size) != bytes->num)
+            throw Error(file + ": has " + std::to_string(size) + " bytes, the manifest says " +
+                        std::to_string(static_cast<uint64_t>(bytes->num)) + " (truncated or overwritten)");
+        if (sha256_file(file) != sha->str) throw Error(file + ": corrupt: its sha256 does not match the manifest");
+    }
+}
 
 }  // namespace
 
@@ -123,6 +192,7 @@ GPTModel load_model(const std::string& dir_in, DType dtype, Device device) {
     const ConfigFile cf = read_config_file(dir_in);  // follows a run directory's latest.json
     const std::string& dir = cf.dir;
     const GPTConfig& c = cf.config;
+    verify_manifest(dir);
     const std::string file = dir + "/model.safetensors";
     if (!file_exists(file)) {
         if (file_exists(dir + "/model.safetensors.index.json"))
@@ -142,6 +212,14 @@ GPTModel load_model(const std::string& dir_in, DType dtype, Device device) {
         if (by_name.count(name)) throw Error(file + ": tensor " + name + " appears twice");
         by_name[name] = kv.first;
     }
+    // Bound the config by what the file holds before anything is sized from it: a config.json of a few bytes can
+    // describe billions of parameters.
+    const long double elements = static_cast<long double>(c.vocab_size + c.block_size + 2) * c.n_embd +
+                                 static_cast<long double>(c.n_layer) * (12.0L * c.n_embd * c.n_embd + 13.0L * c.n_embd);
+    if (static_cast<uint64_t>(c.n_layer) > st.entries().size() || elements * 2 > st.data_bytes())
+        throw Error(file + ": holds " + std::to_string(st.entries().size()) + " tensors (" +
+                    std::to_string(st.data_bytes()) + " bytes), too few for the " + std::to_string(c.n_layer) +
+                    "-layer model config.json describes");
     const ParamTable table = parameter_table(c);
     for (const auto& kv : by_name)
         if (std::none_of(table.params.begin(), table.params.end(),

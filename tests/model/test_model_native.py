@@ -1,4 +1,5 @@
 """The C++ model (gptx/model.h through gptx._core): loader, parameter checks, logits and greedy tokens = Python's."""
+import hashlib
 import json
 
 import numpy as np
@@ -84,6 +85,7 @@ def test_parameter_checks_name_the_parameter(model):
 
 def test_loader_errors_name_the_file(model, tmp_path):
     step = gptx.save_checkpoint(tmp_path / "run", model)
+    (step / "manifest.json").unlink()  # the file checks themselves, as for a folder without a manifest
     with pytest.raises(ValueError, match="config.json: not found"):
         _core.load_model(str(tmp_path / "nowhere"))
     weights = step / "model.safetensors"
@@ -132,3 +134,84 @@ def test_prefill_decode_argument_errors(model):
     other = KVCache(n_layer=3, batch=1, n_head=2, max_len=4, head_size=16)
     with pytest.raises(ValueError, match="does not fit the model"):
         prefill(model, other, 0, [1])
+
+
+def _rewrite_header(path, edit, length_delta=0):
+    """Rewrite a safetensors file's JSON header through `edit(header_dict)`; the data bytes stay where they are."""
+    raw = path.read_bytes()
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8:8 + n])
+    edit(header)
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (n - len(text)) if len(text) <= n else b""
+    assert len(text) == n, "the edited header must keep its length"
+    path.write_bytes((n + length_delta).to_bytes(8, "little") + text + raw[8 + n:])
+
+
+def test_loader_refuses_headers_that_do_not_tile_the_data(model, tmp_path):
+    step = gptx.save_checkpoint(tmp_path / "run", model)
+    (step / "manifest.json").unlink()  # the file checks themselves, as for a folder without a manifest
+    weights = step / "model.safetensors"
+    good = weights.read_bytes()
+
+    def alias(h):  # ln_1.bias points at ln_1.weight's bytes (same size): shapes and sizes still look fine
+        h["transformer.h.0.ln_1.bias"]["data_offsets"] = h["transformer.h.0.ln_1.weight"]["data_offsets"]
+
+    _rewrite_header(weights, alias)
+    with pytest.raises(ValueError, match="overlapping or missing bytes: corrupt header"):
+        _core.load_model(str(step))
+    weights.write_bytes(good)
+    # a header length a few bytes short (padding spaces after the JSON absorb it): every tensor would shift by 3
+    _rewrite_header(weights, lambda h: None)  # compact JSON: now padded with spaces
+    padded = weights.read_bytes()
+    n = int.from_bytes(padded[:8], "little")
+    assert padded[8 + n - 3:8 + n] == b"   "
+    weights.write_bytes((n - 3).to_bytes(8, "little") + padded[8:])
+    with pytest.raises(ValueError, match="data bytes"):
+        _core.load_model(str(step))
+    weights.write_bytes(good + b"\0" * 8)  # trailing bytes nobody owns
+    with pytest.raises(ValueError, match="the tensors cover .* data bytes"):
+        _core.load_model(str(step))
+
+
+def test_loader_bounds_the_config_by_the_file(model, tmp_path):
+    step = gptx.save_checkpoint(tmp_path / "run", model)
+    (step / "manifest.json").unlink()  # the file checks themselves, as for a folder without a manifest
+    cfg = json.loads((step / "config.json").read_text())
+    cfg["n_layer"] = 2**31 - 1  # a few bytes of JSON describing ~10^14 parameters
+    (step / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match="too few for the 2147483647-layer model config.json describes"):
+        _core.load_model(str(step))
+
+
+def test_loader_checks_the_manifest(model, tmp_path):
+    step = gptx.save_checkpoint(tmp_path / "run", model)
+    manifest = json.loads((step / "manifest.json").read_text())
+    # files of every length around SHA-256's 64-byte blocks and its 56-byte padding boundary, hashed by hashlib
+    rng = np.random.default_rng(0)
+    for n in (0, 1, 55, 56, 63, 64, 65, 119, 120, 1000, 70001):
+        data = rng.integers(0, 256, n, dtype=np.uint8).tobytes()
+        (step / f"extra-{n}.bin").write_bytes(data)
+        manifest["files"][f"extra-{n}.bin"] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": n}
+    (step / "manifest.json").write_text(json.dumps(manifest))
+    _core.load_model(str(step))  # every digest matches
+    weights = step / "model.safetensors"
+    good = bytearray(weights.read_bytes())
+    bad = bytearray(good)
+    bad[-5] ^= 0x01  # one bit of one weight
+    weights.write_bytes(bytes(bad))
+    with pytest.raises(ValueError, match=r"model\.safetensors: corrupt: its sha256 does not match the manifest"):
+        _core.load_model(str(step))
+    weights.write_bytes(bytes(good[:-4]))
+    with pytest.raises(ValueError, match="bytes, the manifest says .* \\(truncated or overwritten\\)"):
+        _core.load_model(str(step))
+    weights.write_bytes(bytes(good))
+    (step / "extra-55.bin").unlink()
+    with pytest.raises(ValueError, match="extra-55.bin: missing"):
+        _core.load_model(str(step))
+    for rel in ("../outside", "/etc/passwd", "a/../../b"):
+        m = json.loads((step / "manifest.json").read_text())
+        m["files"] = {rel: {"sha256": "0" * 64, "bytes": 0}, **{k: v for k, v in m["files"].items() if k != "extra-55.bin"}}
+        (step / "manifest.json").write_text(json.dumps(m))
+        with pytest.raises(ValueError, match="manifest.json: bad entry"):
+            _core.load_model(str(step))

@@ -109,6 +109,8 @@ std::vector<int32_t> generate_greedy(const GPTModel& model, const std::vector<in
 // `dtype` (2-D weights; 1-D ones stay float32) and placed on `device`. Old names without "transformer." and the
 // causal-mask buffers ".attn.bias" are accepted; a tied "lm_head.weight" is skipped. Throws gptx::Error naming the
 // file for a missing, unreadable, truncated or inconsistent file, an unsupported architecture or a bad parameter.
+// A gptx checkpoint's manifest.json is checked first (every file present, of the listed size and sha256), and the
+// safetensors tensors must tile its data region exactly: corrupted weights are an error, never a model.
 GPTConfig load_config(const std::string& dir);
 GPTModel load_model(const std::string& dir, DType dtype = DType::float32, Device device = Device::cpu());
 

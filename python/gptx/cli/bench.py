@@ -6,10 +6,11 @@ import sys
 
 # (flag, argparse keywords): the gptx-bench options, mirrored so `gptx bench --help` documents them.
 _FLAGS = [
+    ("--device", dict(metavar="D", help="cpu (default), cuda or cuda:N: where the inputs live and the ops run")),
     ("--op", dict(action="append", metavar="NAME", help="op or row to run (repeatable, or a comma list)")),
     ("--shape", dict(action="append", metavar="S", help="MxNxK (matmul) or BxNHxTxHS (attention); repeatable")),
     ("--threads", dict(type=int, metavar="N", help="kernel and probe threads (default: all cores)")),
-    ("--isa", dict(metavar="NAME", help="CPU kernel path: generic, avx2, avx512, reference")),
+    ("--isa", dict(metavar="NAME", help="CPU kernel path: generic, avx2, avx512, reference (--device cpu only)")),
     ("--repeats", dict(type=int, metavar="N", help="timed runs per op")),
     ("--params", dict(type=int, metavar="N", help="parameter count of adamw_step / global_norm")),
     ("--probe-mib", dict(type=int, metavar="N", help="size of each bandwidth probe array in MiB")),
@@ -21,7 +22,7 @@ _FLAGS = [
 
 
 def add_parser(sub):
-    p = sub.add_parser("bench", help="validate and time the native CPU ops (runs gptx-bench)")
+    p = sub.add_parser("bench", help="validate and time the native ops on the CPU or a GPU (runs gptx-bench)")
     for flag, kw in _FLAGS:
         p.add_argument(flag, **kw)
     p.add_argument("--bench-path", metavar="PATH", help="gptx-bench to run (default: the one in the wheel)")
