@@ -412,3 +412,21 @@ def test_op_result_feeds_next_op(rng):
     s = ops.softmax_forward(h, scale=0.5)
     y = ops.add_forward(s, h)
     assert_close(np.asarray(y), ref.softmax(ref.gelu(x), 0.5) + ref.gelu(x), scale=2.0, what="gelu->softmax->add")
+
+
+def test_fill_writes_the_converted_bit_pattern_for_every_dtype():
+    for dtype, value in [("float32", 1.5), ("float32", -0.0), ("float16", 0.1), ("int32", -7), ("int64", 2**40),
+                         ("uint16", 65535), ("uint8", 200), ("float32", float("nan"))]:
+        t = gptx.Tensor.empty([1003], dtype)
+        t.fill_(value)
+        want = np.full(1003, value, dtype=np.dtype(dtype))
+        np.testing.assert_array_equal(np.asarray(t).view(np.uint8), want.view(np.uint8))
+
+
+def test_copy_columns_from_takes_a_column_band():
+    src = gptx.Tensor(np.arange(5 * 11, dtype=np.float32).reshape(5, 11))
+    dst = gptx.Tensor.empty([5, 4], "float32")
+    assert dst.copy_columns_from(src, 3) is not None
+    np.testing.assert_array_equal(np.asarray(dst), np.arange(55, dtype=np.float32).reshape(5, 11)[:, 3:7])
+    with pytest.raises(ValueError):
+        dst.copy_columns_from(src, 8)  # columns 8..12 are not all in src

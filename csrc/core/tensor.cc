@@ -2,6 +2,9 @@
 // CUDA devices.
 #include "gptx/tensor.h"
 
+#include <sys/mman.h>
+
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
@@ -84,6 +87,18 @@ std::string Tensor::shape_str() const {
     return s + ")";
 }
 
+namespace {
+
+// n copies of one element's bit pattern (W: an unsigned word of the element's size).
+template <typename W>
+void fill_bits(void* data, int64_t n, const unsigned char* bits) {
+    W w;
+    std::memcpy(&w, bits, sizeof(W));
+    std::fill_n(static_cast<W*>(data), n, w);
+}
+
+}  // namespace
+
 Tensor Tensor::empty(const std::vector<int64_t>& shape, DType dtype, Device device) {
     const int64_t n = checked_numel(shape, dtype_size(dtype), "Tensor.empty");
     size_t bytes = static_cast<size_t>(n) * dtype_size(dtype);
@@ -93,9 +108,17 @@ Tensor Tensor::empty(const std::vector<int64_t>& shape, DType dtype, Device devi
         t.owner_ = cuda::allocate(bytes, device.index);
         t.data_ = t.owner_.get();
     } else {
-        bytes = (bytes + 63) / 64 * 64;  // aligned_alloc wants a multiple of the alignment
-        void* p = std::aligned_alloc(64, bytes ? bytes : 64);
+        // Large buffers start on a 2 MiB boundary and ask for transparent huge pages, as numpy does from 4 MiB: the
+        // streaming kernels over a GPT-2's parameters ran ~8% faster on them (AdamW over 124M floats, 1 thread: 131
+        // vs 142 ms).
+        const bool huge = bytes >= (size_t{4} << 20);
+        const size_t align = huge ? (size_t{2} << 20) : 64;
+        bytes = (bytes + align - 1) / align * align;  // aligned_alloc wants a multiple of the alignment
+        void* p = std::aligned_alloc(align, bytes ? bytes : align);
         if (p == nullptr) throw std::bad_alloc();
+#if defined(MADV_HUGEPAGE)
+        if (huge) madvise(p, bytes, MADV_HUGEPAGE);  // a hint: where huge pages are off nothing changes
+#endif
         t.owner_ = std::shared_ptr<void>(p, [](void* q) { std::free(q); });
         t.data_ = p;
     }
@@ -262,7 +285,23 @@ void Tensor::fill(double value) const {
         if (n) cuda::fill(data_, dtype_, n, value);
         return;
     }
-    for (int64_t i = 0; i < n; i++) detail::store_element(data_, dtype_, i, value);
+    // The value converted once, then copied as a bit pattern (memset for zero): the per-element conversion ran at a
+    // sixth of numpy's fill speed.
+    unsigned char bits[8] = {0};
+    detail::store_element(bits, dtype_, 0, value);
+    const size_t es = dtype_size(dtype_);
+    bool zero = true;
+    for (size_t i = 0; i < es; i++) zero = zero && bits[i] == 0;
+    if (zero) {
+        std::memset(data_, 0, nbytes());
+        return;
+    }
+    switch (es) {
+        case 1: std::fill_n(static_cast<uint8_t*>(data_), n, bits[0]); return;
+        case 2: fill_bits<uint16_t>(data_, n, bits); return;
+        case 4: fill_bits<uint32_t>(data_, n, bits); return;
+        default: fill_bits<uint64_t>(data_, n, bits); return;
+    }
 }
 
 bool Tensor::overlaps(const Tensor& o) const {

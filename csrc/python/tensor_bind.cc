@@ -405,6 +405,14 @@ CPU tensors share memory with numpy both ways (np.asarray(t), gptx.Tensor(array)
             t.copy_from(s);
             return t;
         }, py::arg("src"), "Copy src (same shape and dtype, any device, or a numpy array) into this tensor.")
+        .def("copy_columns_from", [](const Tensor& t, py::object src, int64_t first_column) {
+            Tensor s = as_tensor(src, "Tensor.copy_columns_from", "src");
+            py::gil_scoped_release nogil;
+            t.copy_columns_from(s, first_column);
+            return t;
+        }, py::arg("src"), py::arg("first_column"),
+           "This (..., W) tensor, as rows of W, gets columns [first_column, first_column + W) of the same rows of src "
+           "(..., S): one strided copy, on any device (e.g. the first V columns of padded logits).")
         .def("__getitem__", [](const Tensor& t, py::object key) {
             // Rows of dim 0 only (views): t[i] drops the dim, t[a:b] keeps it.
             if (t.dim() == 0) throw py::index_error("a 0-d tensor cannot be indexed");

@@ -1,7 +1,7 @@
 """The buffers one forward/backward pass of a GPT needs at a given (B, T), allocated once and reused every step."""
 from __future__ import annotations
 
-from gptx import _host
+from gptx import _core
 
 
 class Activations:
@@ -63,8 +63,8 @@ class Activations:
 
     def _alloc(self, shape, dtype: str, zero: bool = False, device: str | None = None):
         """A buffer on the model's device (or `device`), uninitialised unless `zero` (token ids: never garbage)."""
-        make = _host.zeros if zero else _host.empty
-        t = make(tuple(shape), dtype, self._device if device is None else device)
+        make = _core.Tensor.zeros if zero else _core.Tensor.empty
+        t = make(list(shape), dtype, self._device if device is None else device)
         self._owned.append(t)
         return t
 

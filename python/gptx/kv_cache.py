@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from gptx import _core
-from gptx._host import zeros
 from gptx.config import native_config
 
 
@@ -24,8 +23,8 @@ class KVCache:
         for name, v in zip(("n_layer", "batch", "max_len", "n_head", "head_size"), shape):
             if v < 1:
                 raise ValueError(f"KVCache: {name} must be >= 1, got {v}")
-        self.k = zeros(shape, dtype, device)  # host memory as numpy allocates it (huge pages; see _host.zeros)
-        self.v = zeros(shape, dtype, device)
+        self.k = _core.Tensor.zeros(list(shape), dtype, device)
+        self.v = _core.Tensor.zeros(list(shape), dtype, device)
         self.lengths = _core.Tensor.zeros([shape[1]], "int64", "cpu")
 
     @classmethod

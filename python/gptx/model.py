@@ -6,7 +6,7 @@ import math
 import numpy as np
 
 from gptx import _core, cuda, ops
-from gptx._host import host_copy, host_values, zero_, zeros
+from gptx._host import host_copy, host_values
 from gptx.activations import Activations
 # GPTConfig and parameter_shapes are defined in gptx.config (from the C++ definition) and re-exported here.
 from gptx.config import VOCAB_MULTIPLE, GPTConfig, parameter_shapes  # noqa: F401
@@ -33,7 +33,7 @@ class _FlatStore:
         # aligned offsets all come from the one parameter table (gptx/gpt_spec.h).
         table = parameter_table(config)
         specs, offset = [(p.name, p.shape, p.storage, p.offset) for p in table.params], table.size
-        self.flat = zeros([offset], dtype, device)
+        self.flat = _core.Tensor.zeros([offset], dtype, device)
         self.full, self.named = {}, {}
         for name, shape, storage, off in specs:
             full = self.flat[off:off + math.prod(storage)].reshape(*storage)
@@ -164,7 +164,7 @@ class GPT:
         return sum(int(a.size) for a in self._p.named.values())
 
     def zero_grad(self) -> None:
-        zero_(self._g.flat)
+        self._g.flat.fill_(0.0)
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """float32 host copies of the parameters (whatever the device)."""
@@ -338,7 +338,7 @@ class GPT:
         ops.matmul_backward(a.logits, a.lnf, P.wte, trans_b=True, need_da=False, need_db=True, db=G.wte,
                             accumulate=True)
         ops.matmul_backward(a.logits, a.lnf, P.wte, trans_b=True, need_da=True, need_db=False, da=dx)
-        zero_(dres)
+        dres.fill_(0.0)
         ops.layernorm_backward(dx, a.final(), P.lnf_w, a.lnf_mean, a.lnf_rstd, dinp=dres, dweight=G.lnf_w,
                                dbias=G.lnf_b, accumulate=True)
         for l in reversed(range(c.n_layer)):
@@ -416,10 +416,7 @@ class GPT:
 
 
 def _first_columns(src, V: int):
-    """A new (N, V) tensor holding the first V columns of src (N, Vp), on src's device and in its dtype.
-
-    Through the host until Tensor.copy_columns_from is reachable from Python: on the CPU that is the one strided copy
-    (np.asarray views the buffer); on a GPU two transfers more (only forward()'s user-facing logits take this)."""
-    host = np.ascontiguousarray(host_values(src)[:, :V])
-    out = _core.Tensor(host).to(src.device)
-    return out if out.dtype == src.dtype else out.to(src.dtype)
+    """A new (N, V) tensor holding the first V columns of src (N, Vp), on src's device and in its dtype: one strided
+    copy (a cudaMemcpy2D on a GPU)."""
+    out = _core.Tensor.empty([src.shape[0], V], src.dtype, src.device)
+    return out.copy_columns_from(src, 0)

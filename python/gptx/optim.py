@@ -4,7 +4,7 @@ import math
 import numpy as np
 
 from gptx import _core, ops
-from gptx._host import host_copy, zeros
+from gptx._host import host_copy
 
 _F32 = 4  # bytes per float32: offsets into a flat buffer come from data_ptr differences
 
@@ -62,15 +62,15 @@ class AdamW:
         self._flat = None if flat is None else self._flat_layout(*flat)
         if self._flat is not None:
             pbuf = self._flat[0]
-            self._m_flat = zeros(pbuf.shape, "float32", pbuf.device)
-            self._v_flat = zeros(pbuf.shape, "float32", pbuf.device)
+            self._m_flat = _core.Tensor.zeros(list(pbuf.shape), "float32", pbuf.device)
+            self._v_flat = _core.Tensor.zeros(list(pbuf.shape), "float32", pbuf.device)
             offsets = self._flat[2]
             view = lambda buf, n, p: buf[offsets[n]:offsets[n] + p.size].reshape(*p.shape)  # noqa: E731
             self.m = {n: view(self._m_flat, n, p) for n, p in self.params}
             self.v = {n: view(self._v_flat, n, p) for n, p in self.params}
         else:  # the moments live where the parameters live
-            self.m = {n: zeros(p.shape, "float32", p.device) for n, p in self.params}
-            self.v = {n: zeros(p.shape, "float32", p.device) for n, p in self.params}
+            self.m = {n: _core.Tensor.zeros(list(p.shape), "float32", p.device) for n, p in self.params}
+            self.v = {n: _core.Tensor.zeros(list(p.shape), "float32", p.device) for n, p in self.params}
         self.step_count = 0  # steps taken; the kernel's bias corrections use the 1-based step_count after increment
 
     def _flat_layout(self, pbuf, gbuf):
