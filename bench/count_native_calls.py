@@ -32,7 +32,7 @@ def count_step(trainer) -> collections.Counter:
 
     def profile(frame, event, arg):
         if event == "c_call" and _is_native(arg):
-            calls[getattr(arg, "__qualname__", getattr(arg, "__name__", "?"))] += 1
+            calls[getattr(arg, "__name__", "?")] += 1
 
     sys.setprofile(profile)
     try:
