@@ -577,9 +577,9 @@ void matmul_forward(const MatmulParams& args) {
     if (a.M <= 0 || a.N <= 0 || a.batch <= 0) return;
     const DType ab = a.ab_dtype;
     if (ab != DType::float32 && ab != DType::bfloat16 && ab != DType::float16)
-        throw TypeError(std::string("gemm: unsupported operand dtype ") + dtype_name(ab));
+        throw TypeError(std::string("matmul_forward: unsupported operand dtype ") + dtype_name(ab));
     if (a.c_dtype != DType::float32 && a.c_dtype != ab)
-        throw TypeError(std::string("gemm: output dtype ") + dtype_name(a.c_dtype) + " with operands of " +
+        throw TypeError(std::string("matmul_forward: output dtype ") + dtype_name(a.c_dtype) + " with operands of " +
                         dtype_name(ab));
     const bool is_bf16 = ab == DType::bfloat16;
 
