@@ -405,14 +405,14 @@ void launch_mma(const MmaParams& base, int64_t batch) {
         if (dev >= 0 && dev < 64) configured[dev] = true;
     }
     const int64_t tiles = ((base.M + Cfg::BM - 1) / Cfg::BM) * ((base.N + Cfg::BN - 1) / Cfg::BN);
-    if (tiles > 0x7fffffffLL) throw Error("gemm: matrix too large for one launch");
+    if (tiles > 0x7fffffffLL) throw Error("matmul_forward: matrix too large for one launch");
     cudaStream_t s = stream();
     for (int64_t z0 = 0; z0 < batch; z0 += kMaxGridY) {
         MmaParams p = base;
         p.z_offset = z0;
         const unsigned gy = static_cast<unsigned>(std::min<int64_t>(batch - z0, kMaxGridY));
         kernel<<<dim3(static_cast<unsigned>(tiles), gy), Cfg::THREADS, smem, s>>>(p);
-        GPTX_CUDA_CHECK_LAUNCH("gemm (tensor-core kernel)");
+        GPTX_CUDA_CHECK_LAUNCH("matmul_forward (tensor-core kernel)");
     }
 }
 
@@ -538,14 +538,14 @@ __global__ void __launch_bounds__(SG_THREADS) sgemm_kernel(SgemmParams p) {
 template <bool TA, bool TB>
 void launch_sgemm(const SgemmParams& base, int64_t batch) {
     const int64_t tiles = ((base.M + SG_BM - 1) / SG_BM) * ((base.N + SG_BN - 1) / SG_BN);
-    if (tiles > 0x7fffffffLL) throw Error("gemm: matrix too large for one launch");
+    if (tiles > 0x7fffffffLL) throw Error("matmul_forward: matrix too large for one launch");
     cudaStream_t s = stream();
     for (int64_t z0 = 0; z0 < batch; z0 += kMaxGridY) {
         SgemmParams p = base;
         p.z_offset = z0;
         const unsigned gy = static_cast<unsigned>(std::min<int64_t>(batch - z0, kMaxGridY));
         sgemm_kernel<TA, TB><<<dim3(static_cast<unsigned>(tiles), gy), SG_THREADS, 0, s>>>(p);
-        GPTX_CUDA_CHECK_LAUNCH("gemm (float32 kernel)");
+        GPTX_CUDA_CHECK_LAUNCH("matmul_forward (float32 kernel)");
     }
 }
 
@@ -602,7 +602,7 @@ void matmul_forward(const MatmulParams& args) {
             gemm_k0_kernel<true><<<blocks, 256, 0, stream()>>>(epi, a.batch, a.M, a.N);
         else
             gemm_k0_kernel<false><<<blocks, 256, 0, stream()>>>(epi, a.batch, a.M, a.N);
-        GPTX_CUDA_CHECK_LAUNCH("gemm (K = 0)");
+        GPTX_CUDA_CHECK_LAUNCH("matmul_forward (K = 0)");
         return;
     }
 
