@@ -242,9 +242,10 @@ def generate(model, prompt_ids, max_new_tokens=None, temperature=1.0, top_k=None
     for a batch, the longest prompt + new tokens, as a padded batch counts it), eos_token_id (an id or a list),
     min_new_tokens (end-of-text held back until then), num_return_sequences (that many sequences per prompt, each
     its own seed stream, returned prompt by prompt: [p0, p0, p1, p1] for 2), bad_words_ids (token sequences never
-    produced: a sequence's last id is banned whenever the tokens before it match), logits_processor and
-    stopping_criteria (callables f(input_ids, scores), see logits_hooks.py). return_full_text: each result is the
-    prompt followed by the new tokens (what transformers returns); log-probabilities stay those of the new tokens.
+    produced: a sequence's last id is banned whenever the tokens before it match; unlike transformers, an end-of-text
+    id listed alone is banned, not dropped), logits_processor and stopping_criteria (callables f(input_ids, scores),
+    see logits_hooks.py). return_full_text: each result is the prompt followed by the new tokens (what transformers
+    returns); log-probabilities stay those of the new tokens.
     """
     it = iter_tokens(model, prompt_ids, max_new_tokens, temperature, top_k, top_p, min_p, repetition_penalty,
                      presence_penalty, frequency_penalty, stop, seed, tokenizer, sliding_window, **kwargs)

@@ -125,14 +125,17 @@ def eos_ids(model, tokenizer, eos_token_id) -> list[int]:
         if bad:
             raise ValueError(f"eos_token_id has ids outside [0, {V}): {bad}")
         return [int(t) for t in ids]
+    # An id the model cannot produce (a tokenizer's special token past the model's vocabulary) can never end a
+    # sequence, so it is left out rather than refused: the model simply has no end-of-text token.
+    V = model.config.vocab_size
     for source in (tokenizer, getattr(model, "tokenizer", None)):
         eot = getattr(source, "eot_token", None)
         if is_int(eot):
-            return [int(eot)]
+            return [int(eot)] if 0 <= eot < V else []
     for source in (getattr(model, "generation_config", None), model.config):
         eot = getattr(source, "eos_token_id", None)
         if is_int(eot) or (isinstance(eot, (list, tuple)) and eot and all(is_int(t) for t in eot)):
-            return [int(eot)] if is_int(eot) else [int(t) for t in eot]
+            return [int(t) for t in ([eot] if is_int(eot) else eot) if 0 <= t < V]
     return []
 
 

@@ -46,6 +46,9 @@ class LogitsHooks:
             ids = np.asarray(history, dtype=np.int64)[None]
             for k, f in enumerate(self.processors):
                 out = f(ids, z[None])
+                if out is None:
+                    raise TypeError(f"{where}: logits_processor[{k}] returned None; return the scores (changed in "
+                                    f"place or new), as transformers' processors do")
                 try:
                     out = np.asarray(out, dtype=np.float64)
                 except (TypeError, ValueError):

@@ -66,6 +66,8 @@ def test_non_finite_logits_name_the_step(model):
     assert calls[0] == (1, 2)
     with pytest.raises(ValueError, match="every token is banned"):
         generate(model, [1, 2], 3, logits_processor=lambda ids, s: np.full_like(s, -np.inf))
+    with pytest.raises(TypeError, match=r"logits_processor\[1\] returned None; return the scores"):
+        generate(model, [1, 2], 3, logits_processor=[lambda ids, s: s, lambda ids, s: None])
     with pytest.raises(ValueError, match=r"logits_processor\[0\] returned \(3,\) scores"):
         generate(model, [1, 2], 3, logits_processor=lambda ids, s: np.zeros(3))
     broken = GPT(GPTConfig(n_layer=1, n_head=2, n_embd=16, block_size=16, vocab_size=50), seed=0)

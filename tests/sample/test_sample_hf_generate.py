@@ -129,6 +129,10 @@ def test_eos_token_id_and_the_tokenizer_default(models, greedy):
     assert text == "".join(f"<{t}>" for t in expected[:-1])
     with pytest.raises(ValueError, match=r"eos_token_id has ids outside \[0, 331\)"):
         generate(model, PROMPTS[0], NEW, eos_token_id=331)
+    # a tokenizer's end-of-text id past the model's vocabulary can never be produced: no stop, no error
+    assert generate(model, PROMPTS[0], NEW, do_sample=False, tokenizer=Tok(331)) == greedy[0]
+    with pytest.raises(ValueError, match="min_new_tokens needs an end-of-text id"):
+        generate(model, PROMPTS[0], NEW, tokenizer=Tok(331), min_new_tokens=2)
 
 
 def test_min_new_tokens(models, greedy):
@@ -153,6 +157,11 @@ def test_bad_words_ids(models, greedy):
         expected = hf_new(hf, PROMPTS[0], bad_words_ids=bad)
         assert expected != g
         assert generate(model, PROMPTS[0], NEW, do_sample=False, bad_words_ids=bad) == expected
+    # an end-of-text id listed alone is banned (transformers drops it from the list when it is the eos; without an
+    # eos it bans it like any token, which is the reference here)
+    eos, k = first_new(g)
+    assert generate(model, PROMPTS[0], NEW, do_sample=False, eos_token_id=eos, bad_words_ids=[[eos]]) == \
+        hf_new(hf, PROMPTS[0], bad_words_ids=[[eos]]) != g
     with pytest.raises(ValueError, match="bad_words_ids"):
         generate(model, PROMPTS[0], NEW, bad_words_ids=[3])
     with pytest.raises(ValueError, match=r"bad_words_ids has ids outside"):
