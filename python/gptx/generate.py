@@ -5,10 +5,15 @@ unfinished sequence advances one token per step together. The matmuls of a step 
 runs per sequence with that sequence's own kv_len, so no padding or masking is needed and a sequence's logits do not
 depend on what else is in the batch.
 
-Context: prompt + max_new_tokens must fit in block_size (ValueError otherwise), unless sliding_window=True: then the
-prompt is cut to its last block_size tokens and, once a sequence fills the context, every further token is predicted
-from the last block_size tokens (its cache slot is rebuilt by a fresh prefill of that window each step: exact, the
-same as running the model on the cropped context, at the cost of one prefill per token past the limit).
+Context: prompt + max_new_tokens must fit in block_size (ValueError otherwise), unless sliding_window=True: then a
+longer prompt is cut to its last block_size tokens (with a warning that counts what was dropped) and, once a sequence
+fills the context, every further token is predicted from the last block_size tokens (its cache slot is rebuilt by a
+fresh prefill of that window each step: exact, the same as running the model on the cropped context, at the cost of
+one prefill per token past the limit).
+
+End of text: a sequence stops at the end-of-text id (eos_token_id=, else the tokenizer's eot_token, else one the
+model carries) unless stop_at_eos=False. Names shared with transformers' generate mean what they mean there; see
+generate_hf.py for them and for the TypeError that names an argument gptx does not take.
 
 Randomness: token t of sequence i is drawn with uniform(seed_i, stream_i, position) (see sampling.uniform), where an
 int seed gives sequence i the stream (seed, i) and a list of seeds gives sequence i the stream (seeds[i], 0) (or
@@ -17,16 +22,17 @@ int seed gives sequence i the stream (seed, i) and a list of seeds gives sequenc
 from __future__ import annotations
 
 import codecs
+import warnings
+from typing import NamedTuple
 
 import numpy as np
 
+from gptx.generate_hf import (eos_ids, is_int as _is_int, new_tokens, reject_unknown, repeat_per_prompt,
+                              temperature_for)
 from gptx.inference import decode, prefill
 from gptx.kv_cache import KVCache
-from gptx.sampling import SamplingParams, sample
-
-
-def _is_int(x) -> bool:
-    return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
+from gptx.logits_hooks import LogitsHooks
+from gptx.sampling import SamplingParams, apply_penalties, choose
 
 
 def _prompts(model, prompt_ids, tokenizer):
@@ -84,12 +90,20 @@ def _stops(stop, n, tokenizer):
     return out
 
 
-def _seeds(seed, n):
+def _seeds(seed, n, copies=1):
+    """(seed, stream) per returned sequence, n prompts x `copies` (num_return_sequences) of each, in that order.
+
+    An int seed numbers the returned sequences (seed, 0), (seed, 1), ...: the same streams as the prompts repeated
+    by hand. A list of n ints gives copy r of prompt i the stream (seeds[i], r); a list of n * copies gives each
+    sequence its own entry."""
+    total = n * copies
     if seed is None:
-        return [(int(np.random.SeedSequence().entropy) & ((1 << 63) - 1), i) for i in range(n)]
+        return [(int(np.random.SeedSequence().entropy) & ((1 << 63) - 1), i) for i in range(total)]
     if _is_int(seed):
-        return [(int(seed), i) for i in range(n)]
-    if isinstance(seed, (list, tuple)) and len(seed) == n:
+        return [(int(seed), i) for i in range(total)]
+    if isinstance(seed, (list, tuple)) and len(seed) == n and copies > 1 and all(_is_int(s) for s in seed):
+        return [(int(s), r) for s in seed for r in range(copies)]
+    if isinstance(seed, (list, tuple)) and len(seed) == total:
         out = []
         for s in seed:
             if _is_int(s):
@@ -100,43 +114,78 @@ def _seeds(seed, n):
                 break
         else:
             return out
-    raise ValueError(f"seed must be an int, None, or a list of {n} ints or (seed, stream) pairs (one per "
-                     f"sequence), got {seed!r}")
+    per = f"{total} ints or (seed, stream) pairs (one per sequence)" + (f", or {n} ints (one per prompt)"
+                                                                         if copies > 1 else "")
+    raise ValueError(f"seed must be an int, None, or a list of {per}, got {seed!r}")
 
 
-def iter_tokens(model, prompt_ids, max_new_tokens, temperature=1.0, top_k=None, top_p=None, min_p=None,
+class _Header(NamedTuple):
+    prompts: list      # the prompts as given (before any sliding-window cut), one per returned sequence
+    batched: bool      # results are a list per sequence (a batch of prompts, or num_return_sequences > 1)
+    hidden: frozenset  # end-of-text ids that end a sequence: no text of their own in a text stream
+
+
+def _fit_context(prompts, batched, max_new, given, max_length, block, sliding_window):
+    """The prompts the model sees: checked against the context, or cut to it with a warning (sliding_window)."""
+    name = (lambda i: f"prompt {i}") if batched else (lambda i: "the prompt")
+    if sliding_window:
+        cut = [(i, len(p) - block) for i, p in enumerate(prompts) if len(p) > block]
+        if cut:
+            which = ", ".join(f"{k} token{'s' * (k > 1)} of {name(i)}" for i, k in cut)
+            warnings.warn(f"sliding_window=True: a prompt longer than the context ({block} = block_size) keeps its "
+                          f"last {block} tokens; dropped from the left: {which}", UserWarning, stacklevel=4)
+        return [p[-block:] for p in prompts]
+    for i, p in enumerate(prompts):
+        if len(p) > block:
+            raise ValueError(f"{name(i)} has {len(p)} tokens, longer than the context ({block} = block_size); "
+                             f"shorten it or pass sliding_window=True (keeps its last {block} tokens)")
+    if max_length is not None and max_length > block:
+        raise ValueError(f"{given} exceeds the context ({block} = block_size); lower it or pass "
+                         f"sliding_window=True")
+    for i, p in enumerate(prompts):
+        if len(p) + max_new > block:
+            raise ValueError(f"{name(i)} ({len(p)} tokens) + {given} exceeds the context "
+                             f"({block} = block_size); lower it or pass sliding_window=True")
+    return prompts
+
+
+def iter_tokens(model, prompt_ids, max_new_tokens=None, temperature=1.0, top_k=None, top_p=None, min_p=None,
                 repetition_penalty=1.0, presence_penalty=0.0, frequency_penalty=0.0, stop=None, seed=None,
-                tokenizer=None, sliding_window=False):
+                tokenizer=None, sliding_window=False, *, do_sample=None, max_length=None, eos_token_id=None,
+                stop_at_eos=True, min_new_tokens=0, num_return_sequences=1, bad_words_ids=None,
+                logits_processor=None, stopping_criteria=None, _where="generate", **unknown):
     """The engine behind generate and stream: yields (sequence index, token id, log-probability) as tokens are made.
 
-    The first item is not a token but (prompts, batched), so callers know the shape of what follows.
+    The first item is not a token but a _Header, so callers know the shape of what follows.
     """
-    params = SamplingParams(temperature, top_k, top_p, min_p, repetition_penalty, presence_penalty,
-                            frequency_penalty)
-    if not _is_int(max_new_tokens) or max_new_tokens < 0:
-        raise ValueError(f"max_new_tokens must be an integer >= 0, got {max_new_tokens!r}")
+    reject_unknown(unknown, _where)
+    params = SamplingParams(temperature_for(do_sample, temperature), top_k, top_p, min_p, repetition_penalty,
+                            presence_penalty, frequency_penalty)
     prompts, batched = _prompts(model, prompt_ids, tokenizer)
-    n, block = len(prompts), model.config.block_size
-    for i, p in enumerate(prompts):
-        name = f"prompt {i}" if batched else "the prompt"
-        if sliding_window:
-            prompts[i] = p[-block:]
-        elif len(p) > block:
-            raise ValueError(f"{name} has {len(p)} tokens, longer than the context ({block} = block_size); "
-                             f"shorten it or pass sliding_window=True")
-        elif len(p) + max_new_tokens > block:
-            raise ValueError(f"{name} ({len(p)} tokens) + max_new_tokens ({max_new_tokens}) exceeds the context "
-                             f"({block} = block_size); lower max_new_tokens or pass sliding_window=True")
-    stops = _stops(stop, n, tokenizer)
-    seeds = _seeds(seed, n)
-    yield prompts, batched
-    if max_new_tokens == 0:
+    if not isinstance(stop_at_eos, bool):
+        raise TypeError(f"stop_at_eos must be True or False, got {stop_at_eos!r}")
+    copies = num_return_sequences
+    if not _is_int(copies) or copies < 1:
+        raise ValueError(f"num_return_sequences must be an integer >= 1, got {copies!r}")
+    max_new, given = new_tokens(max_new_tokens, max_length, prompts)
+    block = model.config.block_size
+    seen = _fit_context(prompts, batched, max_new, given, max_length, block, sliding_window)
+    eos = eos_ids(model, tokenizer, eos_token_id)
+    hooks = LogitsHooks(model.config.vocab_size, eos, min_new_tokens, bad_words_ids, logits_processor,
+                        stopping_criteria)
+    ends = frozenset(eos) if stop_at_eos else frozenset()
+    stops = repeat_per_prompt(_stops(stop, len(prompts), tokenizer), copies)
+    seeds = _seeds(seed, len(prompts), copies)
+    prompts, seen = repeat_per_prompt(prompts, copies), repeat_per_prompt(seen, copies)
+    yield _Header(prompts, batched or copies > 1, ends)
+    if max_new == 0:
         return
-    need = max(len(p) for p in prompts) + max_new_tokens - 1
+    n = len(seen)
+    need = max(len(p) for p in seen) + max_new - 1
     cache = KVCache.for_model(model, n, max_len=max(1, min(block, need)))
     lengths = np.asarray(cache.lengths)  # a view: prefill and decode advance it
-    logits = [prefill(model, cache, i, p) for i, p in enumerate(prompts)]
-    history = [list(p) for p in prompts]
+    logits = [prefill(model, cache, i, p) for i, p in enumerate(seen)]
+    history = [list(p) for p in seen]
     made = [0] * n
     text = [b""] * n
     active = list(range(n))
@@ -144,12 +193,15 @@ def iter_tokens(model, prompt_ids, max_new_tokens, temperature=1.0, top_k=None, 
         still = []
         for i in active:
             s, stream = seeds[i]
-            tok, lp = sample(logits[i], history[i], params, s, stream, len(history[i]))
+            pos = len(history[i])
+            where = f"sequence {i}, step {made[i]} (new token {made[i] + 1}, position {pos})"
+            z = hooks.process(apply_penalties(logits[i], history[i], params), history[i], made[i], where)
+            tok, lp = choose(z, params, s, stream, pos)
             history[i].append(tok)
             made[i] += 1
             yield i, tok, lp
             ids, strings = stops[i]
-            done = made[i] >= max_new_tokens or tok in ids
+            done = made[i] >= max_new or tok in ids or tok in ends or hooks.stops(history[i], z, where)
             if strings and not done:
                 piece = tokenizer.token_bytes(tok)
                 text[i] += piece
@@ -174,44 +226,60 @@ def iter_tokens(model, prompt_ids, max_new_tokens, temperature=1.0, top_k=None, 
                 logits[i] = out[j]
 
 
-def generate(model, prompt_ids, max_new_tokens, temperature=1.0, top_k=None, top_p=None, min_p=None,
+def generate(model, prompt_ids, max_new_tokens=None, temperature=1.0, top_k=None, top_p=None, min_p=None,
              repetition_penalty=1.0, presence_penalty=0.0, frequency_penalty=0.0, stop=None, seed=None,
-             tokenizer=None, return_logprobs=False, sliding_window=False):
+             tokenizer=None, return_logprobs=False, sliding_window=False, *, return_full_text=False, **kwargs):
     """New token ids for one prompt (a list) or a batch (a list of lists); see the module docstring.
 
-    temperature 0 is greedy. A sequence stops after max_new_tokens, or at a stop token / stop string (`stop`: ids and
-    strings for every sequence, or one such list per sequence); the token that completes the stop is included.
+    temperature 0 is greedy. A sequence stops after max_new_tokens, at its end-of-text id (unless
+    stop_at_eos=False), at a stop token / stop string (`stop`: ids and strings for every sequence, or one such list
+    per prompt), or when a stopping_criteria callable says so; the token that ends it is included.
     The penalties count every token of the sequence so far, prompt included (as Hugging Face's
-    repetition_penalty does). return_logprobs: also the log-probability of each token under the distribution it was drawn from (after
-    penalties, temperature and filters; greedy: the log-softmax of the penalized logits).
+    repetition_penalty does). return_logprobs: also the log-probability of each token under the distribution it was
+    drawn from (after penalties, processors, temperature and filters; greedy: the log-softmax of the processed logits).
+
+    Transformers' names: do_sample (False: greedy; True: sample at `temperature`), max_length (prompt + new tokens;
+    for a batch, the longest prompt + new tokens, as a padded batch counts it), eos_token_id (an id or a list),
+    min_new_tokens (end-of-text held back until then), num_return_sequences (that many sequences per prompt, each
+    its own seed stream, returned prompt by prompt: [p0, p0, p1, p1] for 2), bad_words_ids (token sequences never
+    produced: a sequence's last id is banned whenever the tokens before it match; unlike transformers, an end-of-text
+    id listed alone is banned, not dropped), logits_processor and stopping_criteria (callables f(input_ids, scores),
+    see logits_hooks.py). return_full_text: each result is the prompt followed by the new tokens (what transformers
+    returns); log-probabilities stay those of the new tokens.
     """
     it = iter_tokens(model, prompt_ids, max_new_tokens, temperature, top_k, top_p, min_p, repetition_penalty,
-                     presence_penalty, frequency_penalty, stop, seed, tokenizer, sliding_window)
-    prompts, batched = next(it)
-    toks = [[] for _ in prompts]
-    lps = [[] for _ in prompts]
+                     presence_penalty, frequency_penalty, stop, seed, tokenizer, sliding_window, **kwargs)
+    head = next(it)
+    toks = [[] for _ in head.prompts]
+    lps = [[] for _ in head.prompts]
     for i, tok, lp in it:
         toks[i].append(tok)
         lps[i].append(lp)
-    if not batched:
+    if return_full_text:
+        toks = [list(p) + t for p, t in zip(head.prompts, toks)]
+    if not head.batched:
         toks, lps = toks[0], lps[0]
     return (toks, lps) if return_logprobs else toks
 
 
-def stream(model, prompt_ids, max_new_tokens, tokenizer=None, text=None, **kwargs):
+def stream(model, prompt_ids, max_new_tokens=None, tokenizer=None, text=None, **kwargs):
     """Yield tokens as they are made: for one prompt, token ids, or text pieces when a tokenizer is given (bytes are
     held back until they complete a UTF-8 character, so multi-byte characters split over tokens come out whole);
-    for a batch, (sequence index, id or piece) pairs. text=False keeps ids even with a tokenizer (which stop strings
-    need). Takes generate's keyword arguments except return_logprobs."""
-    it = iter_tokens(model, prompt_ids, max_new_tokens, tokenizer=tokenizer, **kwargs)
-    prompts, batched = next(it)
+    for a batch (or num_return_sequences > 1), (sequence index, id or piece) pairs. text=False keeps ids even with a
+    tokenizer (which stop strings need). The end-of-text token that ends a sequence is yielded as an id but adds no
+    text. Takes generate's keyword arguments except return_logprobs and return_full_text."""
+    it = iter_tokens(model, prompt_ids, max_new_tokens, tokenizer=tokenizer, _where="stream", **kwargs)
+    head = next(it)
+    batched = head.batched
     as_text = tokenizer is not None if text is None else bool(text)
     if as_text and tokenizer is None:
         raise ValueError("stream(text=True) needs tokenizer=")
-    decoders = [codecs.getincrementaldecoder("utf-8")(errors="replace") for _ in prompts] if as_text else None
+    decoders = [codecs.getincrementaldecoder("utf-8")(errors="replace") for _ in head.prompts] if as_text else None
     for i, tok, _ in it:
         item = tok
         if decoders is not None:
+            if tok in head.hidden:
+                continue
             item = decoders[i].decode(tokenizer.token_bytes(tok))
             if not item:
                 continue

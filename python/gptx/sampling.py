@@ -126,12 +126,21 @@ def probabilities(logits: np.ndarray, history, params: SamplingParams) -> np.nda
 
 
 def sample(logits: np.ndarray, history, params: SamplingParams, seed: int, seq: int, pos: int) -> tuple[int, float]:
-    """(token, its log-probability) for one sequence.
+    """(token, its log-probability) for one sequence: penalties, then choose()."""
+    return choose(apply_penalties(logits, history, params), params, seed, seq, pos)
 
-    Greedy: the argmax of the penalized logits and its log-softmax. Otherwise the token whose cumulative-probability
-    interval holds uniform(seed, seq, pos), and its log-probability under the filtered distribution it came from.
+
+def choose(z: np.ndarray, params: SamplingParams, seed: int, seq: int, pos: int) -> tuple[int, float]:
+    """(token, its log-probability) from penalized float64 logits z (V,), where -inf marks a banned token.
+
+    Greedy: the argmax and its log-softmax. Otherwise the token whose cumulative-probability interval holds
+    uniform(seed, seq, pos), and its log-probability under the filtered distribution it came from.
     """
-    z = apply_penalties(logits, history, params)
+    # NaN or +inf would make the cdf NaN and the search below walk off the array: refuse them by name.
+    if np.isnan(z).any() or np.isposinf(z).any() or not np.isfinite(z).any():
+        raise ValueError(f"logits at position {pos} of sequence {seq} have no usable value: "
+                         f"{int(np.isnan(z).sum())} NaN, {int(np.isposinf(z).sum())} +inf, "
+                         f"{int(np.isneginf(z).sum())} -inf of {z.size}")
     if params.greedy:
         tok = int(np.argmax(z))
         return tok, float(log_softmax(z)[tok])
