@@ -379,13 +379,13 @@ class GPT:
 
         return prefill(self, cache, slot, idx_new, all_logits=all_logits)
 
-    def generate(self, prompt_ids, max_new_tokens, **kwargs):
+    def generate(self, prompt_ids, max_new_tokens=None, **kwargs):
         """New token ids for a prompt or a batch of prompts; see gptx.generate.generate for the arguments."""
         from gptx.generate import generate
 
         return generate(self, prompt_ids, max_new_tokens, **kwargs)
 
-    def stream(self, prompt_ids, max_new_tokens, **kwargs):
+    def stream(self, prompt_ids, max_new_tokens=None, **kwargs):
         """Yield tokens (or text pieces, given a tokenizer) as they are made; see gptx.generate.stream."""
         from gptx.generate import stream
 

@@ -97,3 +97,12 @@ def test_context_messages_name_what_was_given(model):
     assert [len(x) for x in out] == [3, 3, 3]
     with pytest.warns(UserWarning, match="2 tokens of the prompt"):
         assert len(list(stream(model, [1] * 18, 2, sliding_window=True, seed=0))) == 2
+
+
+def test_model_methods_take_max_length_alone():
+    import gptx
+
+    m = gptx.GPT(gptx.GPTConfig(n_layer=1, n_head=2, n_embd=16, block_size=32, vocab_size=50), seed=0)
+    out = m.generate([1, 2, 3], max_length=10, do_sample=False, stop_at_eos=False)
+    assert len(out) == 7  # max_length counts the prompt, as in transformers
+    assert len(list(m.stream([1, 2], max_length=6, temperature=0, stop_at_eos=False))) == 4
