@@ -10,7 +10,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from gptx import _assets
-from gptx._fileio import atomic_write_bytes, atomic_write_json, iter_text_chunks
+from gptx._fileio import atomic_write_json, iter_text_chunks
 
 EOT = "<|endoftext|>"
 GPT2_EOT_ID = 50256
