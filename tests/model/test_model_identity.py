@@ -177,3 +177,20 @@ def test_finetune_init_from_a_byte_level_hf_folder_keeps_its_tokenizer(tmp_path,
     ck = load_checkpoint(tmp_path / "ft")
     assert ck.state["tokenizer"] == "bytes"
     assert Tokenizer.load(ck.tokenizer_dir).eot_token == 256  # the pairs end with the byte tokenizer's end-of-text
+
+
+@pytest.mark.parametrize("kind", ["bytes", "gpt2"])
+def test_tokenizer_saved_by_transformers_is_read_back(kind, tokenizers, tmp_path):
+    """A folder whose tokenizer files transformers wrote (no gptx_tokenizer.json), as downloaded models have."""
+    tok = tokenizers[kind]
+    tok.save(tmp_path / "ours")
+    hf_tok = transformers.AutoTokenizer.from_pretrained(tmp_path / "ours", local_files_only=True)
+    tiny(tok.vocab_size).save_pretrained(tmp_path / "hf")
+    hf_tok.save_pretrained(tmp_path / "hf")
+    assert not (tmp_path / "hf" / "gptx_tokenizer.json").exists()
+    back = gptx.load(tmp_path / "hf")[1]
+    assert back.eot_token == tok.eot_token and back.vocab_size == tok.vocab_size
+    text = TEXT + shakespeare_text()[:2000]
+    assert back.encode(text, allow_special=True) == tok.encode(text, allow_special=True)
+    assert back.encode(text) == tok.encode(text)
+    assert back.decode(tok.encode(text, allow_special=True)) == text
