@@ -17,6 +17,7 @@ from gptx.data import TokenDataset, FinetuneDataset, load_shards, train_val_spli
 from gptx.optim import AdamW, lr_schedule, clip_grad_norm  # noqa: E402
 from gptx.trainer import TrainConfig, Trainer  # noqa: E402
 from gptx.checkpoint import Checkpoint, save_checkpoint, load_checkpoint  # noqa: E402
+from gptx.loading import load  # noqa: E402
 from gptx._paths import get_include, get_cmake_dir  # noqa: E402
 
 __version__ = _core.version()
@@ -47,6 +48,7 @@ __all__ = [
     "Checkpoint",
     "save_checkpoint",
     "load_checkpoint",
+    "load",
     "get_include",
     "get_cmake_dir",
     "__version__",

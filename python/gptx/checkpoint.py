@@ -7,7 +7,9 @@ Layout of a run directory:
                         optimizer.safetensors   AdamW moments ("m/<name>", "v/<name>"), when an optimizer is saved
                         config.json             the model config
                         state.json              step, RNG states, data cursors, train config, tokenizer name, ...
-                        tokenizer/...           what Tokenizer.save wrote, when a tokenizer is saved
+                        generation_config.json  end-of-text id and default decoding, as transformers reads it
+                        tokenizer/...           what Tokenizer.save wrote, when a tokenizer is saved: gptx's
+                                                gptx_tokenizer.json and the files transformers' AutoTokenizer reads
 A checkpoint is written into a temporary directory and renamed into place, and latest.json moves only after that, so
 a crash mid-save leaves the previous checkpoint (and the pointer to it) intact. Every load checks every file's size and
 sha256 first: a truncated, corrupt or missing file is a ValueError naming it, never a crash or silent garbage.
@@ -22,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from gptx.hf_io import GENERATION_FILE, generation_config_dict
 
 FORMAT = "gptx-checkpoint"
 VERSION = 1
@@ -112,9 +116,10 @@ def save_checkpoint(out_dir, model, optimizer=None, state=None, tokenizer=None, 
             _save_tensors(tmp / "optimizer.safetensors", tensors)
             state["optimizer"] = {"step": osd["step"], **optimizer.hparams()}
         _write_json(tmp / "config.json", model.config.to_dict())
+        _write_json(tmp / GENERATION_FILE, generation_config_dict(model.config, tokenizer))
         if tokenizer is not None:
             state.setdefault("tokenizer", getattr(tokenizer, "name", None))
-            tokenizer.save(tmp / "tokenizer")
+            tokenizer.save(tmp / "tokenizer", model_max_length=model.config.block_size)
         _write_json(tmp / "state.json", state)
         files = {}
         for p in sorted(tmp.rglob("*")):

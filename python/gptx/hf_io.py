@@ -1,4 +1,5 @@
-"""Hugging Face GPT-2 directories (config.json + model.safetensors) to and from a GPT.
+"""Hugging Face GPT-2 directories (config.json + model.safetensors, generation_config.json, the tokenizer files) to
+and from a GPT.
 
 Works on configs and named arrays only: load_pretrained takes the model class, save_pretrained the model, so this
 module never imports gptx.model (which calls it)."""
@@ -6,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +18,10 @@ from gptx.config import GPTConfig, parameter_shapes
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 INDEX_FILE = "model.safetensors.index.json"
+GENERATION_FILE = "generation_config.json"
+# What a Hugging Face Hub id looks like ("gpt2", "openai-community/gpt2"): told apart from a mistyped local path only
+# to say that gptx never downloads.
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 # Causal-mask buffers some GPT-2 files carry; not parameters.
 IGNORED_SUFFIXES = (".attn.bias", ".attn.masked_bias")
 
@@ -81,8 +87,28 @@ def _canonical(key: str) -> str:
     return key if key.startswith(("transformer.", "lm_head.")) else "transformer." + key
 
 
+def check_local(path) -> None:
+    """ValueError for a Hub id such as "gpt2" that is not a local path: it is not downloaded."""
+    text = os.fspath(path)
+    if os.path.exists(text):
+        return
+    if HUB_ID.match(text) and not text.startswith(".") and not text.endswith((".json", ".safetensors")):
+        raise ValueError(f"{text!r} is not downloaded: pass a local folder (there is no folder of that name here, "
+                         f"and gptx never fetches Hugging Face Hub ids)")
+
+
 def load_pretrained(cls, path):
-    """cls(config) with every parameter read from a Hugging Face GPT-2 directory; strict about keys and shapes."""
+    """cls(config) with every parameter read from a Hugging Face GPT-2 directory, or from a gptx checkpoint (a step
+    folder, or a run folder's latest checkpoint; every file checked against its manifest first); strict about keys
+    and shapes."""
+    from gptx.checkpoint import is_checkpoint, load_checkpoint
+
+    check_local(path)
+    if is_checkpoint(path):
+        ck = load_checkpoint(path, with_optimizer=False)
+        model = cls._uninitialized(GPTConfig.from_dict(ck.config))
+        model.load_state_dict(ck.model, strict=True)
+        return model
     found, values = _core.read_config_file(os.fspath(path))
     path, config = Path(found), GPTConfig(**values)  # a run directory's latest.json followed, as the C++ loader does
     expected = dict(parameter_shapes(config))
@@ -117,7 +143,27 @@ def load_pretrained(cls, path):
     return model
 
 
-def hf_config_dict(config: GPTConfig) -> dict:
+def default_eot(config: GPTConfig, tokenizer=None):
+    """The end-of-text id a saved model declares: its tokenizer's; without one, GPT-2's <|endoftext|> (50256) when
+    the vocabulary is that large, else none."""
+    if tokenizer is not None:
+        return tokenizer.eot_token
+    return 50256 if config.vocab_size > 50256 else None
+
+
+def generation_config_dict(config: GPTConfig, tokenizer=None) -> dict:
+    """generation_config.json: gptx's default decoding (sampling at temperature 1 with no top-k / top-p filter;
+    top_k 0 turns off transformers' own default of 50), at most block_size tokens in all (the position table's
+    length), and the end-of-text id as eos, bos and pad (GPT-2 has no pad token; padding with eos is the usual
+    choice, and saying so keeps transformers from warning at every generate)."""
+    d = {"do_sample": True, "temperature": 1.0, "top_k": 0, "top_p": 1.0, "max_length": config.block_size}
+    eot = default_eot(config, tokenizer)
+    if eot is not None:
+        d.update(bos_token_id=eot, eos_token_id=eot, pad_token_id=eot)
+    return d
+
+
+def hf_config_dict(config: GPTConfig, tokenizer=None) -> dict:
     """A config.json that transformers reads as GPT2LMHeadModel (dropout 0: this model trains without it)."""
     d = {
         "architectures": ["GPT2LMHeadModel"],
@@ -142,22 +188,36 @@ def hf_config_dict(config: GPTConfig) -> dict:
         "use_cache": True,
         "dtype": "float32",
     }
-    # GPT-2's <|endoftext|> (50256) only exists in a vocabulary that large.
-    eot = 50256 if config.vocab_size > 50256 else None
-    d["bos_token_id"] = d["eos_token_id"] = eot
+    d["bos_token_id"] = d["eos_token_id"] = default_eot(config, tokenizer)
     return d
 
 
-def save_pretrained(model, path) -> None:
-    """Write config.json and model.safetensors (tied LM head omitted, as transformers itself saves GPT-2)."""
+def check_tokenizer_fits(tokenizer, config: GPTConfig, where) -> None:
+    """A tokenizer whose ids the model cannot take (more ids than its vocabulary) is refused, naming both."""
+    if tokenizer is not None and tokenizer.vocab_size > config.vocab_size:
+        raise ValueError(f"{where}: tokenizer {tokenizer.name} has {tokenizer.vocab_size} ids but the model's "
+                         f"vocabulary has {config.vocab_size}")
+
+
+def save_pretrained(model, path, tokenizer=None) -> None:
+    """Write config.json, model.safetensors (tied LM head omitted, as transformers itself saves GPT-2) and
+    generation_config.json; with a tokenizer, also its files (gptx_tokenizer.json and the files transformers
+    reads: tokenizer.json, tokenizer_config.json, special_tokens_map.json, vocab.json + merges.txt for BPEs)."""
     from safetensors.numpy import save_file
 
     path = Path(path)
+    check_tokenizer_fits(tokenizer, model.config, "save_pretrained")
     path.mkdir(parents=True, exist_ok=True)
+    if tokenizer is not None:
+        tokenizer.save(path, model_max_length=model.config.block_size)
+    tmp_gen = path / (GENERATION_FILE + ".tmp")
+    tmp_gen.write_text(json.dumps(generation_config_dict(model.config, tokenizer), indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp_gen, path / GENERATION_FILE)
     tensors = {name: np.ascontiguousarray(a) for name, a in model.named_parameters()}
     # Write to temporary names and rename, so an interrupted save never leaves a half-written model behind.
     tmp_weights, tmp_config = path / (WEIGHTS_FILE + ".tmp"), path / (CONFIG_FILE + ".tmp")
     save_file(tensors, str(tmp_weights), metadata={"format": "pt"})
-    tmp_config.write_text(json.dumps(hf_config_dict(model.config), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    config_text = json.dumps(hf_config_dict(model.config, tokenizer), indent=2, sort_keys=True) + "\n"
+    tmp_config.write_text(config_text, encoding="utf-8")
     os.replace(tmp_weights, path / WEIGHTS_FILE)
     os.replace(tmp_config, path / CONFIG_FILE)

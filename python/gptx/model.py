@@ -192,16 +192,19 @@ class GPT:
 
     @classmethod
     def from_pretrained(cls, path) -> "GPT":
-        """Load a Hugging Face GPT-2 directory (config.json + model.safetensors)."""
+        """Load a Hugging Face GPT-2 directory (config.json + model.safetensors), a gptx checkpoint step folder or a
+        run folder (its latest checkpoint). Local folders only: a Hub id such as "gpt2" is not downloaded.
+        gptx.load(path) gives the tokenizer too."""
         from gptx.hf_io import load_pretrained
 
         return load_pretrained(cls, path)
 
-    def save_pretrained(self, path) -> None:
-        """Write config.json + model.safetensors that transformers.GPT2LMHeadModel.from_pretrained loads."""
+    def save_pretrained(self, path, tokenizer=None) -> None:
+        """Write config.json + model.safetensors that transformers.GPT2LMHeadModel.from_pretrained loads, and
+        generation_config.json; pass the tokenizer to save its files too (transformers' AutoTokenizer reads them)."""
         from gptx.hf_io import save_pretrained
 
-        save_pretrained(self, path)
+        save_pretrained(self, path, tokenizer)
 
     # ------------------------------------------------------------------------------------------- forward
     def _buffers(self, B: int, T: int) -> Activations:

@@ -10,10 +10,13 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from gptx import _assets
-from gptx._fileio import atomic_write_bytes, atomic_write_json, iter_text_chunks
+from gptx._fileio import atomic_write_json, iter_text_chunks
 
 EOT = "<|endoftext|>"
 GPT2_EOT_ID = 50256
+# The byte tokenizer's end-of-text: one id past the 256 byte values (vocab 257), so byte-level models can learn to
+# stop. Checkpoints made before it existed hold vocab-256 models: Tokenizer.bytes(end_of_text=False) reads those.
+BYTES_EOT_ID = 256
 # tiktoken's r50k_base / gpt2 pre-tokenizer pattern: GPT-2's regex with possessive quantifiers, which cut the same
 # pieces without the quadratic backtracking of the original on long whitespace runs.
 R50K_PATTERN = (
@@ -28,6 +31,8 @@ HF_FILE = "tokenizer.json"
 META_FORMAT = "gptx-tokenizer"
 META_VERSION = 1
 KINDS = ("bytes", "gpt2", "bpe")
+# A gptx_tokenizer.json holds a few short fields; anything far larger is not one (and is not read into memory).
+META_MAX_BYTES = 1 << 20
 
 _gpt2_lock = threading.Lock()
 _gpt2_cache: dict[str, object] = {}
@@ -121,8 +126,14 @@ class Tokenizer:
 
     # ----- constructors -----
     @classmethod
-    def bytes(cls) -> "Tokenizer":
-        """One token per UTF-8 byte (vocab 256, lossless). There is no end-of-text token (eot_token is None)."""
+    def bytes(cls, end_of_text: bool = True) -> "Tokenizer":
+        """One token per UTF-8 byte (ids 0..255 are the byte values, lossless) and <|endoftext|> = 256 (vocab 257).
+
+        end_of_text=False is the older form without the end-of-text id (vocab 256, eot_token None), which byte-level
+        checkpoints saved before gptx had it use; loading such a checkpoint picks it by itself.
+        """
+        if end_of_text:
+            return cls("bytes", "bytes", BYTES_EOT_ID + 1, BYTES_EOT_ID)
         return cls("bytes", "bytes", 256, None)
 
     @classmethod
@@ -173,11 +184,9 @@ class Tokenizer:
             raise FileNotFoundError(f"no tokenizer in {path}: expected {META_FILE} (gptx) or {HF_FILE} (Hugging Face)")
         if not os.path.exists(path):
             raise FileNotFoundError(f"tokenizer path {path} does not exist")
-        with open(path, "rb") as f:
-            try:
-                obj = json.loads(f.read())
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path} is not a tokenizer file: invalid JSON ({e.msg} at line {e.lineno})") from None
+        if os.path.basename(path) == META_FILE:
+            return cls._from_meta(path)
+        obj = _read_json(path, None)
         if isinstance(obj, dict) and obj.get("format") == META_FORMAT:
             return cls._from_meta(path)
         return cls._from_hf_file(path, os.path.splitext(os.path.basename(path))[0])
@@ -197,28 +206,42 @@ class Tokenizer:
 
     @classmethod
     def _from_meta(cls, meta_path: str) -> "Tokenizer":
-        with open(meta_path, "rb") as f:
-            meta = json.loads(f.read())
+        # The file is untrusted input: every field is checked before it is used, and nothing is sized by it.
+        meta = _read_json(meta_path, META_MAX_BYTES)
+        if not isinstance(meta, dict):
+            raise ValueError(f"{meta_path} is not a gptx tokenizer file: it holds a JSON {type(meta).__name__}, "
+                             f"not an object")
         version = meta.get("version")
-        if meta.get("format") != META_FORMAT or not isinstance(version, int):
+        if meta.get("format") != META_FORMAT or not _is_int(version):
             raise ValueError(f"{meta_path} is not a gptx tokenizer file")
         if version > META_VERSION:
             raise ValueError(f"{meta_path} has format version {version}; this gptx reads up to {META_VERSION}")
+        vocab_size, eot = meta.get("vocab_size"), meta.get("eot_token")
+        if "vocab_size" in meta and not _is_int(vocab_size):
+            raise ValueError(f"{meta_path}: vocab_size must be an integer, got {vocab_size!r}")
+        if eot is not None and not _is_int(eot):
+            raise ValueError(f"{meta_path}: eot_token must be an integer or null, got {eot!r}")
+        name = meta.get("name", meta.get("kind"))
+        if not isinstance(name, str):
+            raise ValueError(f"{meta_path}: name must be a string, got {name!r}")
         kind = meta.get("kind")
         if kind == "bytes":
-            tok = cls.bytes()
+            # vocab 257 (with <|endoftext|>) or the older 256 (without); missing means the older form.
+            if vocab_size not in (None, 256, BYTES_EOT_ID + 1):
+                raise ValueError(f"{meta_path}: a bytes tokenizer has vocab_size 257 (or 256 without end-of-text), "
+                                 f"not {vocab_size}")
+            tok = cls.bytes(end_of_text=vocab_size == BYTES_EOT_ID + 1)
         elif kind == "gpt2":
             tok = cls.gpt2()
         elif kind == "bpe":
-            hf_name = meta.get("files", {}).get("tokenizer", HF_FILE)
-            tok = cls._from_hf_file(os.path.join(os.path.dirname(meta_path), hf_name), meta.get("name", "bpe"))
+            hf_path = _member_path(meta_path, meta.get("files", {}), "tokenizer", HF_FILE)
+            tok = cls._from_hf_file(hf_path, name)
         else:
             raise ValueError(f"{meta_path}: unknown tokenizer kind {kind!r}; expected one of {KINDS}")
-        if "vocab_size" in meta and meta["vocab_size"] != tok.vocab_size:
-            raise ValueError(f"{meta_path} records vocab_size {meta['vocab_size']} "
-                             f"but the tokenizer has {tok.vocab_size}")
-        if "eot_token" in meta and meta["eot_token"] != tok.eot_token:
-            raise ValueError(f"{meta_path} records eot_token {meta['eot_token']} but the tokenizer has {tok.eot_token}")
+        if "vocab_size" in meta and vocab_size != tok.vocab_size:
+            raise ValueError(f"{meta_path} records vocab_size {vocab_size} but the tokenizer has {tok.vocab_size}")
+        if "eot_token" in meta and eot != tok.eot_token:
+            raise ValueError(f"{meta_path} records eot_token {eot} but the tokenizer has {tok.eot_token}")
         return tok
 
     @classmethod
@@ -226,16 +249,22 @@ class Tokenizer:
         if not os.path.exists(path):
             raise FileNotFoundError(f"tokenizer file {path} is missing")
         with open(path, "rb") as f:
-            return cls._from_hf_json(f.read().decode("utf-8"), name)
+            data = f.read()
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ValueError(f"{path} is not a tokenizer file: not UTF-8 text") from None
+        return cls._from_hf_json(text, name, path)
 
     @classmethod
-    def _from_hf_json(cls, text: str, name: str) -> "Tokenizer":
+    def _from_hf_json(cls, text: str, name: str, where: str | None = None) -> "Tokenizer":
         hf = _import_tokenizers()
+        where = where or f"tokenizer {name!r}"
         try:
             special = hf.Tokenizer.from_str(text)
             plain = hf.Tokenizer.from_str(text)
         except Exception as e:  # the Rust side raises a plain Exception on malformed files
-            raise ValueError(f"cannot read tokenizer {name!r}: {e}") from None
+            raise ValueError(f"{where}: cannot read it as a Hugging Face tokenizer: {e}") from None
         # Two instances rather than toggling a flag per call, so concurrent encodes never race.
         try:
             plain.encode_special_tokens = True
@@ -243,6 +272,11 @@ class Tokenizer:
             raise ImportError("BPE tokenizers need tokenizers >= 0.15.1 (encode_special_tokens); upgrade it") from None
         vocab = special.get_vocab(with_added_tokens=True)
         vocab_size = max(vocab.values()) + 1 if vocab else 0
+        # Ids must be 0..n-1 for the n tokens the file holds: the byte table below has one entry per id, so an id
+        # such as 2**31-1 would otherwise allocate gigabytes for a file of a few bytes.
+        if vocab_size > len(vocab):
+            raise ValueError(f"{where}: token ids must be 0..{len(vocab) - 1} for its {len(vocab)} tokens, "
+                             f"but it uses id {vocab_size - 1}")
         added = {t.content for t in special.get_added_tokens_decoder().values()}
         byte_level = type(special.decoder).__name__ == "ByteLevel"
         table = None
@@ -265,21 +299,31 @@ class Tokenizer:
             d["files"]["tokenizer"] = HF_FILE
         return d
 
-    def save(self, directory) -> str:
-        """Write gptx_tokenizer.json (kind, sizes, files) into directory, plus tokenizer.json for a BPE."""
+    def save(self, directory, model_max_length: int | None = None) -> str:
+        """Write gptx_tokenizer.json (kind, sizes, files) into directory, and the files transformers reads:
+        tokenizer.json, tokenizer_config.json, special_tokens_map.json, and vocab.json + merges.txt for byte-level
+        BPEs (see gptx.hf_tokenizer). model_max_length (the model's block_size) goes into tokenizer_config.json.
+        Returns the path of gptx_tokenizer.json."""
+        from gptx.hf_tokenizer import save_hf_files
+
         directory = os.fspath(directory)
         os.makedirs(directory, exist_ok=True)
-        if self.kind == "bpe":
-            atomic_write_bytes(os.path.join(directory, HF_FILE), self._backend[0].to_str(pretty=True).encode("utf-8"))
+        save_hf_files(self, directory, model_max_length)
         path = os.path.join(directory, META_FILE)
         atomic_write_json(path, self.to_dict())
         return path
+
+    def hf_backend(self):
+        """The trained BPE's tokenizers.Tokenizer (what tokenizer.json holds); None for the other kinds."""
+        return self._backend[0] if self.kind == "bpe" else None
 
     # ----- encoding -----
     def encode(self, text: str, allow_special: bool = False) -> list[int]:
         if not isinstance(text, str):
             raise TypeError(f"encode takes a str, got {type(text).__name__}")
         if self.kind == "bytes":
+            if allow_special and self.eot_token is not None and EOT in text:
+                return self.encode_array(text, allow_special).tolist()
             return list(text.encode("utf-8"))
         if self.kind == "gpt2":
             if allow_special:
@@ -303,6 +347,10 @@ class Tokenizer:
     def encode_array(self, text: str, allow_special: bool = False) -> np.ndarray:
         """encode() as a 1-D uint32 numpy array (cheap for the bytes tokenizer)."""
         if self.kind == "bytes":
+            if allow_special and self.eot_token is not None and EOT in text:
+                parts = [np.frombuffer(t.encode("utf-8"), dtype=np.uint8).astype(np.uint32) for t in text.split(EOT)]
+                eot = np.array([self.eot_token], dtype=np.uint32)
+                return np.concatenate([a for p in parts[:-1] for a in (p, eot)] + [parts[-1]])
             return np.frombuffer(text.encode("utf-8"), dtype=np.uint8).astype(np.uint32)
         return np.asarray(self.encode(text, allow_special), dtype=np.uint32)
 
@@ -317,7 +365,14 @@ class Tokenizer:
         """The exact bytes the ids stand for (special tokens as their UTF-8 text)."""
         arr = _as_id_array(ids, self.vocab_size)
         if self.kind == "bytes":
-            return arr.astype(np.uint8).tobytes()
+            ends = np.flatnonzero(arr == self.eot_token) if self.eot_token is not None else ()
+            if not len(ends):
+                return arr.astype(np.uint8).tobytes()
+            pieces, start = [], 0
+            for e in ends.tolist():
+                pieces += [arr[start:e].astype(np.uint8).tobytes(), EOT.encode("utf-8")]
+                start = e + 1
+            return b"".join(pieces + [arr[start:].astype(np.uint8).tobytes()])
         if self.kind == "gpt2":
             return self._backend.decode_bytes(arr.tolist())
         if self._table is not None:
@@ -336,6 +391,38 @@ class Tokenizer:
     def __repr__(self) -> str:
         return (f"Tokenizer(kind={self.kind!r}, name={self.name!r}, vocab_size={self.vocab_size}, "
                 f"eot_token={self.eot_token})")
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _read_json(path: str, max_bytes: int | None):
+    """A JSON file's value; ValueError naming the file when it is too large, not UTF-8 or not JSON."""
+    with open(path, "rb") as f:
+        data = f.read(max_bytes + 1) if max_bytes is not None else f.read()
+    if max_bytes is not None and len(data) > max_bytes:
+        raise ValueError(f"{path} is not a gptx tokenizer file: larger than {max_bytes} bytes")
+    try:
+        return json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path} is not a tokenizer file: invalid JSON ({e})") from None
+
+
+def _member_path(meta_path: str, files, key: str, default: str) -> str:
+    """The path of a file the tokenizer meta file names: a plain file name inside the meta file's own folder."""
+    if not isinstance(files, dict):
+        raise ValueError(f"{meta_path}: 'files' must be an object, got {files!r}")
+    name = files.get(key, default)
+    folder = os.path.dirname(os.path.abspath(meta_path))
+    bad = (not isinstance(name, str) or not name or name != os.path.basename(name) or name in (".", "..")
+           or "/" in name or "\\" in name or "\0" in name)
+    if not bad:
+        target = os.path.realpath(os.path.join(folder, name))
+        bad = os.path.dirname(target) != os.path.realpath(folder)
+    if bad:
+        raise ValueError(f"{meta_path}: files.{key} must name a file in the same folder, got {name!r}")
+    return os.path.join(folder, name)
 
 
 def _import_tokenizers():

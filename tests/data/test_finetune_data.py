@@ -53,8 +53,12 @@ def test_load_jsonl_empty_and_bad_utf8(tmp_path):
 def test_masking_bytes_tokenizer():
     [(x, y)] = encode_pairs([("ab", "cd")], Tokenizer.bytes(), block_size=16)
     a, b, c, d = (ord(ch) for ch in "abcd")
-    assert x.tolist() == [a, b, c] and y.tolist() == [IGNORE_INDEX, c, d]  # no end token: bytes has none
+    assert x.tolist() == [a, b, c, d] and y.tolist() == [IGNORE_INDEX, c, d, 256]  # learns to stop at 256
     assert x.dtype == y.dtype == np.int32
+    [(x, y)] = encode_pairs([("", "hi")], Tokenizer.bytes(), block_size=8)  # empty prompt: start from the end token
+    assert x.tolist() == [256, ord("h"), ord("i")]
+    [(x, y)] = encode_pairs([("ab", "cd")], Tokenizer.bytes(end_of_text=False), block_size=16)
+    assert x.tolist() == [a, b, c] and y.tolist() == [IGNORE_INDEX, c, d]  # the older byte tokenizer has no end
 
 
 def test_masking_gpt2(gpt2):
@@ -69,13 +73,13 @@ def test_masking_gpt2(gpt2):
     [(x, y)] = encode_pairs([("", "hi")], gpt2, block_size=8)  # empty prompt: start from the end token
     assert x[0] == 50256 and y.tolist() == gpt2.encode("hi") + [50256]
     with pytest.raises(ValueError, match="empty prompt"):
-        encode_pairs([("", "hi")], Tokenizer.bytes(), block_size=8)
+        encode_pairs([("", "hi")], Tokenizer.bytes(end_of_text=False), block_size=8)
     with pytest.raises(ValueError, match="empty completion"):
-        encode_pairs([("hi", "")], Tokenizer.bytes(), block_size=8)
+        encode_pairs([("hi", "")], Tokenizer.bytes(end_of_text=False), block_size=8)
 
 
 def test_too_long():
-    tok = Tokenizer.bytes()
+    tok = Tokenizer.bytes(end_of_text=False)  # no end token, so the counts below are the texts' lengths
     pairs = [("0123456789", "abc")]
     [(x, y)] = encode_pairs(pairs, tok, block_size=6)
     assert tok.decode(x) == "6789ab" and y.tolist() == [IGNORE_INDEX] * 3 + [ord(ch) for ch in "abc"]
@@ -114,9 +118,9 @@ def test_next_batch_is_a_shuffle_per_epoch():
     seen = []
     for _ in range(5):  # 5 batches of 4 = 2 epochs
         x, y = ds.next_batch(4)
-        seen += [int((row != IGNORE_INDEX).sum()) for row in y]  # completion length + 0 = 1 + index
+        seen += [int((row != IGNORE_INDEX).sum()) for row in y]  # completion + end token = 2 + index
     first, second = seen[:10], seen[10:]
-    assert sorted(first) == sorted(second) == list(range(1, 11))
+    assert sorted(first) == sorted(second) == list(range(2, 12))
     assert first != second and ds.epoch == 1
 
 

@@ -39,7 +39,7 @@ def trained():
 # ----- bytes -----
 def test_bytes_round_trip_random_unicode(rng):
     tok = Tokenizer.bytes()
-    assert tok.vocab_size == 256 and tok.eot_token is None and tok.kind == "bytes"
+    assert tok.vocab_size == 257 and tok.eot_token == 256 and tok.kind == "bytes"
     for _ in range(20):
         text = random_text(rng)
         ids = tok.encode(text)
@@ -61,8 +61,8 @@ def test_bytes_decode_invalid_utf8_never_crashes(rng):
 
 def test_decode_rejects_bad_ids():
     tok = Tokenizer.bytes()
-    with pytest.raises(ValueError, match="256"):
-        tok.decode([256])
+    with pytest.raises(ValueError, match="257"):
+        tok.decode([257])
     with pytest.raises(ValueError, match="-1"):
         tok.decode([-1])
     with pytest.raises(TypeError, match="integers"):

@@ -98,7 +98,8 @@ def test_finetune_pairs_train():
     examples = encode_pairs(pairs, tok, block_size=32)
     cfg = TrainConfig(steps=30, batch_size=4, block_size=32, lr=1e-2, warmup=2, progress=False, log_every=0,
                       eval_every=0)
-    trainer = Trainer(GPT(GPTConfig(**SHAPE)), cfg, FinetuneDataset(examples), FinetuneDataset(examples))
+    model = GPT(GPTConfig(**dict(SHAPE, vocab_size=tok.vocab_size)))  # 257: the byte tokenizer's end-of-text
+    trainer = Trainer(model, cfg, FinetuneDataset(examples), FinetuneDataset(examples))
     before = trainer.evaluate()
     trainer.fit()
     assert trainer.val_loss < before - 1.0

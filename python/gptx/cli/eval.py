@@ -9,11 +9,15 @@ import numpy as np
 
 
 def add_parser(sub):
+    from gptx.cli.sample import add_tokenizer_argument
+
     p = sub.add_parser("eval", help="loss, perplexity and bits per byte of a checkpoint on a text file",
                        description="Score a UTF-8 text file with a gptx checkpoint or a Hugging Face GPT-2 directory: "
-                       "the file is tokenized and cut into non-overlapping windows of block_size tokens, each "
-                       "token predicted from the ones before it in its window.")
+                       "the file is tokenized (with the tokenizer saved in the folder, or --tokenizer) and cut into "
+                       "non-overlapping windows of block_size tokens, each token predicted from the ones before it "
+                       "in its window.")
     p.add_argument("checkpoint", metavar="CHECKPOINT")
+    add_tokenizer_argument(p)
     p.add_argument("--data", required=True, metavar="FILE", help="UTF-8 text file")
     p.add_argument("--block-size", type=int, default=None, metavar="T", help="window length (default and maximum: "
                    "the model's block_size)")
@@ -47,12 +51,11 @@ def evaluate(model, tokens: np.ndarray, block: int, batch: int) -> tuple[float, 
 
 def run(args) -> int:
     import gptx
-    from gptx.cli.sample import load_model
 
     try:
         if args.threads:
             gptx.set_num_threads(args.threads)
-        model, tok = load_model(args.checkpoint)
+        model, tok = gptx.load(args.checkpoint, tokenizer=args.tokenizer)
         block = model.config.block_size if args.block_size is None else args.block_size
         if not 1 <= block <= model.config.block_size:
             raise ValueError(f"--block-size must be in [1, {model.config.block_size}], got {block}")

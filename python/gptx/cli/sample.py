@@ -3,15 +3,16 @@ from __future__ import annotations
 
 import codecs
 import sys
-from pathlib import Path
 
 
 def add_parser(sub):
     p = sub.add_parser("sample", help="generate text from a checkpoint",
                        description="Generate text from a gptx checkpoint (a training run directory or one of its "
-                       "step directories; the tokenizer saved with it is used) or a Hugging Face GPT-2 directory "
-                       "(config.json + model.safetensors; GPT-2 BPE).")
+                       "step directories) or a Hugging Face GPT-2 directory (config.json + model.safetensors). The "
+                       "tokenizer saved in the folder is used (GPT-2 BPE for a Hugging Face folder without "
+                       "tokenizer files); --tokenizer overrides it.")
     p.add_argument("checkpoint", metavar="CHECKPOINT")
+    add_tokenizer_argument(p)
     p.add_argument("--prompt", default=None, help="text to continue (default: the end-of-text token, or a newline)")
     p.add_argument("--max-new-tokens", type=int, default=None, metavar="N",
                    help="tokens to generate per sample (default: 200, or what the context leaves room for)")
@@ -36,30 +37,12 @@ def add_parser(sub):
     return p
 
 
-def load_model(path):
-    """(model, tokenizer) from a gptx checkpoint (run or step directory) or a Hugging Face GPT-2 directory."""
-    from gptx.checkpoint import is_checkpoint, load_checkpoint
-    from gptx.model import GPT, GPTConfig
-    from gptx.tokenizer import Tokenizer
+TOKENIZER_HELP = ("tokenizer to use instead of the one saved with the model: 'bytes', 'gpt2', or a folder/file "
+                  "saved by Tokenizer.save or a Hugging Face tokenizer.json")
 
-    path = Path(path)
-    if is_checkpoint(path):
-        ck = load_checkpoint(path, with_optimizer=False)
-        model = GPT._uninitialized(GPTConfig.from_dict(ck.config))
-        model.load_state_dict(ck.model)
-        if ck.tokenizer_dir is not None:
-            tok = Tokenizer.load(ck.tokenizer_dir)
-        elif ck.state.get("tokenizer") == "bytes" or model.config.vocab_size == 256:
-            tok = Tokenizer.bytes()
-        elif model.config.vocab_size == 50257:
-            tok = Tokenizer.gpt2()
-        else:
-            raise ValueError(f"checkpoint {ck.path} has no tokenizer/ directory and its vocabulary "
-                             f"({model.config.vocab_size}) is neither bytes nor GPT-2")
-        return model, tok
-    if (path / "config.json").is_file():
-        return GPT.from_pretrained(path), Tokenizer.gpt2()
-    raise ValueError(f"{path} is neither a gptx checkpoint nor a Hugging Face GPT-2 directory (config.json)")
+
+def add_tokenizer_argument(p):
+    p.add_argument("--tokenizer", default=None, metavar="bytes|gpt2|PATH", help=TOKENIZER_HELP)
 
 
 def run(args) -> int:
@@ -71,9 +54,7 @@ def run(args) -> int:
             gptx.set_num_threads(args.threads)
         if args.num_samples < 1:
             raise ValueError(f"--num-samples must be >= 1, got {args.num_samples}")
-        model, tok = load_model(args.checkpoint)
-        if (args.device, args.dtype) != ("cpu", "float32"):
-            model = model.to(args.device, args.dtype)
+        model, tok = gptx.load(args.checkpoint, tokenizer=args.tokenizer, device=args.device, dtype=args.dtype)
         if args.prompt:
             prompt = tok.encode(args.prompt)
         else:

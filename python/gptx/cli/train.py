@@ -90,10 +90,13 @@ def add_parser(sub):
 
 
 # ---- pieces shared with `gptx demo` -----------------------------------------------------------------------------
-def load_tokenizer(spec):
+def load_tokenizer(spec, vocab_size=None):
+    """Tokenizer.from_spec; given the model's vocab_size, "bytes" for a 256-id model is the byte tokenizer without
+    end-of-text (gptx.loading.resolve_tokenizer)."""
+    from gptx.loading import resolve_tokenizer
     from gptx.tokenizer import Tokenizer
 
-    return Tokenizer.from_spec(spec)
+    return Tokenizer.from_spec(spec) if vocab_size is None else resolve_tokenizer(spec, vocab_size)
 
 
 def build_data(spec: dict, tokenizer, block_size: int, seed: int):
@@ -170,13 +173,16 @@ def _new_run(args):
             model.load_state_dict(ck.model)
             tok_spec = ck.tokenizer_dir or ck.state.get("tokenizer") or "bytes"
         elif (Path(args.init) / "config.json").is_file():
+            from gptx.loading import folder_tokenizer
+
             model = GPT.from_pretrained(args.init)
-            tok_spec = "gpt2"
+            # The folder's own tokenizer files; GPT-2 BPE when it has none.
+            tok_spec = folder_tokenizer(args.init, model.config.vocab_size) if args.tokenizer is None else None
         else:
             raise ValueError(f"--init {args.init}: neither a gptx checkpoint nor a Hugging Face GPT-2 folder")
         extra["init"] = os.path.abspath(args.init)
         settings = dict(FINETUNE, block_size=min(FINETUNE["block_size"], model.config.block_size))
-        tokenizer = load_tokenizer(args.tokenizer or tok_spec)
+        tokenizer = load_tokenizer(args.tokenizer or tok_spec, model.config.vocab_size)
     else:
         settings = dict(preset["train"])
         if spec["kind"] == "shards":
@@ -224,7 +230,7 @@ def _run(args) -> int:
         spec = data_spec(args) if (args.data or args.jsonl) else extra.get("data") or {"kind": "shakespeare"}
         extra["data"] = spec
         tok_spec = args.tokenizer or ck.tokenizer_dir or st.get("tokenizer") or "bytes"
-        tokenizer = load_tokenizer(tok_spec)
+        tokenizer = load_tokenizer(tok_spec, ck.config.get("vocab_size"))
         # the time limit and the progress bar belong to this invocation, not to the run
         ov = dict(overrides(args), max_seconds=args.minutes * 60.0 if args.minutes is not None else None,
                   progress=not args.no_progress)
