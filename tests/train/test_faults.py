@@ -193,3 +193,15 @@ def test_bench_json_to_an_unwritable_path_fails(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--json" in err[0] and "cannot write" in err[0], err
     assert not target.parent.exists()
+
+
+def test_bench_that_leaves_the_json_unwritten_fails(tmp_path, capsys):
+    fake = tmp_path / "fake-bench"  # exits 0 without writing, as gptx-bench does when its JSON write fails
+    fake.write_text("#!/bin/sh\nexit 0\n")
+    fake.chmod(0o755)
+    out = tmp_path / "out.json"
+    assert main(["bench", "--bench-path", str(fake), "--json", str(out)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "were not written" in err[0], err
+    out.write_text("{}")  # an old file that is left as it was is not a result either
+    assert main(["bench", "--bench-path", str(fake), "--json", str(out)]) == 1
