@@ -13,12 +13,16 @@ Layout of a run directory:
 A checkpoint is written into a temporary directory and renamed into place, and latest.json moves only after that, so
 a crash mid-save leaves the previous checkpoint (and the pointer to it) intact. Every load checks every file's size and
 sha256 first: a truncated, corrupt or missing file is a ValueError naming it, never a crash or silent garbage.
+A run folder resolves to the newest step folder that verifies when a save was killed after its rename but before
+latest.json moved (or before the first latest.json existed); what killed saves leave behind (.tmp-/.old- folders
+named with their pid) is deleted by the next save or resume, once that pid is gone.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,6 +108,7 @@ def save_checkpoint(out_dir, model, optimizer=None, state=None, tokenizer=None, 
     name = f"{PREFIX}{step:06d}"
     final = out_dir / name
     tmp = out_dir / f".tmp-{name}-{os.getpid()}"
+    clean_stale_temp(out_dir)
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
@@ -138,14 +143,70 @@ def save_checkpoint(out_dir, model, optimizer=None, state=None, tokenizer=None, 
         _write_json(pointer, {"checkpoint": name, "step": step})
         os.replace(pointer, out_dir / LATEST)
         _fsync_dir(out_dir)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        for left in out_dir.glob(f".tmp-{LATEST}-{os.getpid()}"):
+            left.unlink(missing_ok=True)
+        if _is_write_failure(e):  # disk full, read-only, quota: one line, and the previous checkpoint stays
+            raise OSError(f"checkpoint {final} could not be written ({_reason(e)}); the previous checkpoint is "
+                          f"intact") from None
         raise
     if keep and keep > 0:
         for old in list_checkpoints(out_dir)[:-keep]:
             if old != final:
                 shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def _is_write_failure(e: BaseException) -> bool:
+    if isinstance(e, OSError):
+        return True
+    try:
+        from safetensors import SafetensorError  # what save_file raises for a failed write (e.g. ENOSPC)
+    except ImportError:
+        return False
+    return isinstance(e, SafetensorError)
+
+
+def _reason(e: BaseException) -> str:
+    text = (getattr(e, "strerror", None) or str(e) or type(e).__name__).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+# What a save (or the log rewrite of a resume) leaves behind when it is killed: names ending in the writer's pid.
+_TEMP_NAMES = re.compile(r"\.(?:tmp|old)-step-\d+-(\d+)|\.tmp-latest\.json-(\d+)|\.log\.jsonl\.(\d+)\.[0-9a-f]{8}\.tmp")
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return False  # a leftover of this process is stale by definition: its save is not running
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, OSError):
+        return True  # someone else's process (or unknowable): leave its files alone
+    return True
+
+
+def clean_stale_temp(out_dir) -> list[Path]:
+    """Delete what killed saves of this run left in out_dir: only names this module (or the log rewrite) makes,
+    and only those whose writing process is gone; returns what was removed. A 124M checkpoint is ~1.5 GB, so a
+    few kills would otherwise fill the disk."""
+    out_dir = Path(out_dir)
+    removed = []
+    if not out_dir.is_dir():
+        return removed
+    for p in out_dir.iterdir():
+        m = _TEMP_NAMES.fullmatch(p.name)
+        if m is None or _pid_alive(int(next(g for g in m.groups() if g))) or p.is_symlink():
+            continue
+        if p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
+        removed.append(p)
+    return removed
 
 
 def list_checkpoints(out_dir) -> list[Path]:
@@ -170,7 +231,8 @@ def _read_json(path: Path):
 
 def is_checkpoint(path) -> bool:
     path = Path(path)
-    return (path / MANIFEST).is_file() or (path / LATEST).is_file()
+    return (path / MANIFEST).is_file() or (path / LATEST).is_file() or \
+        any((p / MANIFEST).is_file() for p in list_checkpoints(path))
 
 
 def resolve_checkpoint(path) -> Path:
@@ -186,10 +248,36 @@ def resolve_checkpoint(path) -> Path:
         target = path / name
         if not (target / MANIFEST).is_file():
             raise ValueError(f"{path / LATEST} points to {target}, which has no {MANIFEST} (missing or deleted)")
-        return target
+        # A save killed after renaming its folder into place but before moving latest.json leaves a newer,
+        # complete checkpoint: take it when it verifies.
+        newer = _newest_verified(path, after=_step_of(target))
+        return newer if newer is not None else target
+    newest = _newest_verified(path)  # killed before the first latest.json existed
+    if newest is not None:
+        return newest
     if not path.exists():
         raise ValueError(f"no checkpoint at {path}: the directory does not exist")
     raise ValueError(f"no gptx checkpoint at {path}: neither {MANIFEST} nor {LATEST} found")
+
+
+def _step_of(folder: Path) -> int:
+    tail = folder.name[len(PREFIX):]
+    return int(tail) if folder.name.startswith(PREFIX) and tail.isdigit() else -1
+
+
+def _newest_verified(run_dir: Path, after: int = -1) -> Path | None:
+    """The step folder of run_dir with the highest step above `after` whose manifest verifies, or None."""
+    for folder in reversed(list_checkpoints(run_dir)):
+        if _step_of(folder) <= after:
+            break
+        if not (folder / MANIFEST).is_file():
+            continue
+        try:
+            verify_checkpoint(folder)
+        except ValueError:
+            continue  # incomplete or damaged: an older one may still be whole
+        return folder
+    return None
 
 
 def verify_checkpoint(path) -> dict:
@@ -229,6 +317,20 @@ def _load_tensors(path: Path) -> dict:
         raise ValueError(f"checkpoint file {path} cannot be read as safetensors: {e}") from None
 
 
+def _check_config(config: dict, path: Path) -> None:
+    """The config by GPTConfig's rules, then bounded by what model.safetensors holds: whoever builds the model
+    from it allocates only what the weights can fill."""
+    from gptx._bounds import check_config_fits
+    from gptx.config import GPTConfig
+
+    try:
+        GPTConfig.from_dict(config)
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"checkpoint file {path / 'config.json'}: {e}") from None
+    weights = path / "model.safetensors"
+    check_config_fits(config, [weights], weights)
+
+
 @dataclass
 class Checkpoint:
     """Everything a checkpoint holds, loaded and verified."""
@@ -253,6 +355,7 @@ def load_checkpoint(path, with_optimizer=True) -> Checkpoint:
     state = _read_json(path / "state.json")
     if not isinstance(config, dict) or not isinstance(state, dict):
         raise ValueError(f"checkpoint {path}: config.json and state.json must hold JSON objects")
+    _check_config(config, path)
     model = _load_tensors(path / "model.safetensors")
     optimizer = None
     if with_optimizer and "optimizer.safetensors" in manifest["files"]:

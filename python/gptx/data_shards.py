@@ -79,6 +79,10 @@ def read_shard_header(path) -> dict:
     if header_size < _HEADER.size:
         raise ValueError(f"token shard {path} is corrupt: header size {header_size} < {_HEADER.size}")
     itemsize = DTYPE_CODES[dtype_code].itemsize
+    if header_size % itemsize:
+        # the ids would be read from an odd offset: every one of them shifted by a byte, silently
+        raise ValueError(f"token shard {path} is corrupt: header size {header_size} is not a multiple of the "
+                         f"{itemsize}-byte token size")
     expected = header_size + count * itemsize
     if size != expected:
         what = "truncated" if size < expected else "corrupt (longer than its header says)"
@@ -182,7 +186,7 @@ def load_shards(directory, split: str = "train", verify: bool = False) -> Sharde
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     index = load_shard_index(directory)
     shards, paths = [], []
-    for entry in index.get(split, []):
+    for entry in _split_entries(index, split, os.path.join(directory, INDEX_FILE)):
         path = os.path.join(directory, entry["file"])
         if not os.path.exists(path):
             raise FileNotFoundError(f"token shard {path} listed in {INDEX_FILE} is missing")
@@ -196,6 +200,30 @@ def load_shards(directory, split: str = "train", verify: bool = False) -> Sharde
         shards.append(arr)
         paths.append(path)
     return ShardedTokens(shards, paths)
+
+
+def _split_entries(index: dict, split: str, where: str) -> list:
+    """The index's entries of one split, each checked: a plain file name inside the folder (never a path that
+    leaves it), a non-negative token count and, when present, a sha256 string."""
+    entries = index.get(split, [])
+    if not isinstance(entries, list):
+        raise ValueError(f"{where}: {split!r} must be a list of shard entries")
+    for i, e in enumerate(entries):
+        what = f"{where}: {split}[{i}]"
+        if not isinstance(e, dict):
+            raise ValueError(f"{what} must be an object with 'file' and 'tokens'")
+        for key in ("file", "tokens"):
+            if key not in e:
+                raise ValueError(f"{what} has no {key!r}")
+        name = e["file"]
+        if not isinstance(name, str) or name in ("", ".", "..") or os.path.basename(name) != name \
+                or "/" in name or "\\" in name:
+            raise ValueError(f"{what}: file {name!r} must be a plain file name inside the folder")
+        if isinstance(e["tokens"], bool) or not isinstance(e["tokens"], int) or e["tokens"] < 0:
+            raise ValueError(f"{what}: tokens must be a non-negative integer, got {e['tokens']!r}")
+        if "sha256" in e and not isinstance(e["sha256"], str):
+            raise ValueError(f"{what}: sha256 must be a string")
+    return entries
 
 
 def _file_sha256(path: str) -> str:

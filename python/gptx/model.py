@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import math
+import os
+import threading
+from pathlib import Path
 
 import numpy as np
 
@@ -97,6 +100,13 @@ class GPT:
     device="cuda" keeps everything on the GPU. dtype="bfloat16" (CUDA only) is mixed precision: float32 master
     weights, gradients and optimizer state, a bfloat16 copy of the weight matrices refreshed at every forward(),
     bfloat16 activations, float32 statistics. Checkpoints and state_dict() hold float32 host arrays whatever the device.
+
+    Threads: the activation buffers are shared and the kernels release the GIL, so forward(), forward_loss() and
+    backward() each run under the model's lock: every call sees its own batch and returns its own loss. The logits
+    forward() returns may be that shared buffer (see forward), so a thread that keeps them must be the only caller;
+    and a forward/backward pair belongs to one thread: backward() refuses when another thread's forward() ran in
+    between (it would differentiate that batch). Sampling (generate, stream) keeps its own caches and runs in
+    parallel without the lock.
     """
 
     def __init__(self, config: GPTConfig, seed: int = 0, device: str = "cpu", dtype: str = "float32"):
@@ -123,7 +133,9 @@ class GPT:
         self.grads: dict[str, _core.Tensor] = self._g.named
         self._acts: Activations | None = None
         self._pending = False  # forward(idx, targets) done, backward() not yet
+        self._pending_thread = None  # the thread whose forward() the activations hold
         self._count = 0
+        self._lock = threading.RLock()  # the activations and gradients are shared by every caller
 
     # ------------------------------------------------------------------------------------------- parameters
     def _init_weights(self, seed: int) -> None:
@@ -195,8 +207,18 @@ class GPT:
         """Load a Hugging Face GPT-2 directory (config.json + model.safetensors), a gptx checkpoint step folder or a
         run folder (its latest checkpoint). Local folders only: a Hub id such as "gpt2" is not downloaded.
         gptx.load(path) gives the tokenizer too."""
-        from gptx.hf_io import load_pretrained
+        from gptx._bounds import check_config_fits
+        from gptx.hf_io import _safetensors_files, load_pretrained
 
+        if os.path.isdir(os.fspath(path)):  # anything else gets load_pretrained's message (e.g. a Hub id)
+            # Bound the config by the weight files before anything is sized from it (see gptx._bounds).
+            try:
+                found, values = _core.read_config_file(os.fspath(path))
+            except ValueError:  # e.g. a run folder without latest.json: the checkpoint loader finds its step
+                found = None
+            if found is not None:
+                files = _safetensors_files(Path(found))
+                check_config_fits(values, files, files[0] if len(files) == 1 else Path(found))
         return load_pretrained(cls, path)
 
     def save_pretrained(self, path, tokenizer=None) -> None:
@@ -286,6 +308,7 @@ class GPT:
             ops.cross_entropy_forward(a.logits, a.targets, V=c.vocab_size, ignore_index=IGNORE_INDEX,
                                       losses=a.losses, lse=a.ce_lse, loss=loss)
             self._pending = True
+            self._pending_thread = threading.get_ident()
         return a
 
     def forward(self, idx, targets=None):
@@ -303,12 +326,13 @@ class GPT:
         """
         c = self.config
         loss = None if targets is None else _core.Tensor.empty([], "float32", self.device)
-        a = self._run(idx, targets, loss)
-        B, T = a.shape
-        if c.padded_vocab_size == c.vocab_size:
-            logits = a.logits.reshape(B, T, c.vocab_size)
-        else:
-            logits = _first_columns(a.logits, c.vocab_size).reshape(B, T, c.vocab_size)
+        with self._lock:
+            a = self._run(idx, targets, loss)
+            B, T = a.shape
+            if c.padded_vocab_size == c.vocab_size:
+                logits = a.logits.reshape(B, T, c.vocab_size)
+            else:
+                logits = _first_columns(a.logits, c.vocab_size).reshape(B, T, c.vocab_size)
         return logits, loss
 
     def forward_loss(self, idx, targets, out=None):
@@ -318,14 +342,22 @@ class GPT:
         if targets is None:
             raise ValueError("GPT.forward_loss: targets are required (use forward() for logits alone)")
         loss = _core.Tensor.empty([], "float32", self.device) if out is None else out
-        self._run(idx, targets, loss)
+        with self._lock:
+            self._run(idx, targets, loss)
         return loss
 
     # ------------------------------------------------------------------------------------------- backward
     def backward(self) -> None:
         """Add d(mean loss)/d(parameter) of the last forward(idx, targets) into self.grads."""
+        with self._lock:
+            self._backward()
+
+    def _backward(self) -> None:
         if not self._pending:
             raise RuntimeError("GPT.backward: call forward(idx, targets) first (one backward per forward)")
+        if self._pending_thread != threading.get_ident():
+            raise RuntimeError("GPT.backward: the last forward(idx, targets) ran in another thread; a forward/backward "
+                               "pair must stay in one thread (train one model from one thread)")
         self._pending = False
         if self._count == 0:
             return  # every target ignored: the gradient is zero

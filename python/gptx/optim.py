@@ -126,23 +126,41 @@ class AdamW:
                 "v": {n: host_copy(a) for n, a in self.v.items()}}
 
     def load_state_dict(self, sd):
+        """Restore moments and step from state_dict()'s layout. The moments must be float32 of the parameters'
+        shapes: a converted moment (float16, float64, big-endian) would resume a different run without a word."""
+        if not isinstance(sd, dict) or not all(k in sd for k in ("step", "m", "v")):
+            raise ValueError("AdamW.load_state_dict: sd must be a dict with 'step', 'm' and 'v'")
+        step = sd["step"]
+        if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 0:
+            raise ValueError(f"AdamW.load_state_dict: step must be an integer >= 0, got {step!r}")
         for key in ("m", "v"):
+            if not isinstance(sd[key], dict):
+                raise ValueError(f"AdamW.load_state_dict: {key} must be a dict of parameter name -> array")
             missing = set(self.m) - set(sd[key])
             extra = set(sd[key]) - set(self.m)
             if missing or extra:
                 raise ValueError(f"AdamW.load_state_dict: {key} missing {sorted(missing)}, unexpected {sorted(extra)}")
             for n, a in sd[key].items():
                 dst = getattr(self, key)[n]
+                if not isinstance(a, (np.ndarray, _core.Tensor)):
+                    raise TypeError(f"AdamW.load_state_dict: {key}[{n!r}] must be an array, got {type(a).__name__}")
+                if not _is_float32(a):
+                    raise TypeError(f"AdamW.load_state_dict: {key}[{n!r}] has dtype {a.dtype}, expected float32 "
+                                    f"(the moments are stored and restored without conversion)")
                 if tuple(a.shape) != tuple(dst.shape):
                     raise ValueError(f"AdamW.load_state_dict: {key}[{n!r}] has shape {tuple(a.shape)}, expected "
                                      f"{tuple(dst.shape)}")
         for key in ("m", "v"):
             for n, a in sd[key].items():
-                getattr(self, key)[n].copy_(np.ascontiguousarray(a, dtype=np.float32))  # in place: views stay valid
-        step = int(sd["step"])
-        if step < 0:
-            raise ValueError(f"AdamW.load_state_dict: step {step} < 0")
-        self.step_count = step
+                src = a if isinstance(a, _core.Tensor) else np.ascontiguousarray(a)
+                getattr(self, key)[n].copy_(src)  # in place: views stay valid
+        self.step_count = int(step)
+
+
+def _is_float32(a) -> bool:
+    if isinstance(a, _core.Tensor):
+        return a.dtype == "float32"
+    return np.dtype(a.dtype) == np.dtype("=f4")  # native byte order only: '>f4' is refused, never reinterpreted
 
 
 def lr_schedule(step, max_steps, lr, warmup_steps=0, min_lr=0.0):

@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import signal
 import sys
 import threading
@@ -14,8 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from gptx import _core, ops
+from gptx._fileio import atomic_write_bytes
 from gptx._host import host_copy
-from gptx.checkpoint import load_checkpoint, save_checkpoint
+from gptx.checkpoint import clean_stale_temp, load_checkpoint, save_checkpoint
 from gptx.model import IGNORE_INDEX
 from gptx.optim import AdamW, clip_coefficient, lr_schedule
 
@@ -53,6 +55,7 @@ class TrainConfig:
                 raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
         if self.lr <= 0 or not math.isfinite(self.lr):
             raise ValueError(f"TrainConfig.lr must be a positive number, got {self.lr}")
+        _check_fields(self)
 
     @property
     def final_lr(self) -> float:
@@ -67,6 +70,34 @@ class TrainConfig:
     def from_dict(cls, d: dict) -> "TrainConfig":
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in known})
+
+
+# Bounds of the other numbers ((low, inclusive?), None = no upper bound): a negative warmup or eval interval used to
+# run with a silently different schedule, a NaN weight decay poisoned every parameter.
+_INT_MIN = {"warmup": 0, "eval_every": 0, "eval_batches": 1, "ckpt_every": 0, "log_every": 0, "keep_checkpoints": 0,
+            "seed": 0}
+_FLOAT_MIN = {"weight_decay": 0.0, "grad_clip": 0.0}
+
+
+def _check_fields(cfg: "TrainConfig") -> None:
+    for name, low in _INT_MIN.items():
+        v = getattr(cfg, name)
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
+            raise ValueError(f"TrainConfig.{name} must be an integer >= {low}, got {v!r}")
+    for name, low in _FLOAT_MIN.items():
+        v = getattr(cfg, name)
+        if not math.isfinite(v) or v < low:
+            raise ValueError(f"TrainConfig.{name} must be a finite number >= {low}, got {v!r}")
+    if cfg.min_lr is not None and (not math.isfinite(cfg.min_lr) or cfg.min_lr < 0):
+        raise ValueError(f"TrainConfig.min_lr must be a finite number >= 0, got {cfg.min_lr!r}")
+    if len(cfg.betas) != 2 or not all(0.0 <= b < 1.0 for b in cfg.betas):
+        raise ValueError(f"TrainConfig.betas must be two numbers in [0, 1), got {cfg.betas!r}")
+    if not (math.isfinite(cfg.eps) and cfg.eps > 0):
+        raise ValueError(f"TrainConfig.eps must be a positive number, got {cfg.eps!r}")
+    if cfg.threads is not None and (isinstance(cfg.threads, bool) or int(cfg.threads) < 1):
+        raise ValueError(f"TrainConfig.threads must be None or >= 1, got {cfg.threads!r}")
+    if cfg.max_seconds is not None and not (cfg.max_seconds >= 0):  # NaN fails too
+        raise ValueError(f"TrainConfig.max_seconds must be None or a number >= 0, got {cfg.max_seconds!r}")
 
 
 def _data_state(data):
@@ -358,6 +389,8 @@ class Trainer:
         _load_data_state(self.val_data, st.get("val_data"), "validation")
         self.last_loss, self.val_loss = st.get("loss"), st.get("val_loss")
         self._saved_step = self.step
+        if self.cfg.out_dir is not None:
+            clean_stale_temp(self.cfg.out_dir)  # what killed saves of this run left behind
         self._truncate_log()
         return self
 
@@ -373,7 +406,8 @@ class Trainer:
                     keep.append(line)
             except json.JSONDecodeError:
                 continue
-        path.write_text("".join(k + "\n" for k in keep), encoding="utf-8")
+        # temp file + rename: rewriting in place opened a window in which a kill left an empty log
+        atomic_write_bytes(os.fspath(path), "".join(k + "\n" for k in keep).encode("utf-8"))
 
     @classmethod
     def resume(cls, path, train_data, val_data=None, tokenizer=None, device="cpu", dtype="float32",

@@ -56,11 +56,44 @@ def bench_argv(args) -> list:
     return argv
 
 
+def _check_json_target(path: str) -> None:
+    """OSError unless path can be written: gptx-bench reports a failed --json write only as a warning (exit 0), so
+    a result would be lost without a word. A file this check creates is removed again."""
+    existed = os.path.exists(path)
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"{path} is a folder")
+    with open(path, "ab"):
+        pass
+    if not existed:
+        os.unlink(path)
+
+
+def _stamp(path: str):
+    try:
+        st = os.stat(path)
+        return st.st_mtime_ns, st.st_size, st.st_ino
+    except OSError:
+        return None
+
+
 def run(args) -> int:
+    if args.json:
+        try:
+            _check_json_target(args.json)
+        except OSError as e:
+            print(f"gptx bench: error: --json {args.json}: cannot write: {e.strerror or e}", file=sys.stderr)
+            return 2
     try:
         exe = find_bench(args.bench_path)
     except FileNotFoundError as e:
         print(f"gptx bench: {e}", file=sys.stderr)
         return 2
     sys.stdout.flush()
-    return subprocess.call([exe] + bench_argv(args))
+    before = _stamp(args.json) if args.json else None
+    rc = subprocess.call([exe] + bench_argv(args))
+    if rc == 0 and args.json and not args.list:
+        after = _stamp(args.json)
+        if after is None or after == before or after[1] == 0:
+            print(f"gptx bench: error: --json {args.json}: the results were not written", file=sys.stderr)
+            return 1
+    return rc

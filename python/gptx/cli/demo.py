@@ -7,6 +7,8 @@ import time
 
 import numpy as np
 
+from gptx.cli._numbers import integer, number
+
 # Margin kept out of the time budget for evaluation, the final checkpoint and sampling: a few % of a 3-minute run.
 BUDGET_SHARE = 0.9
 
@@ -15,17 +17,18 @@ def add_parser(sub):
     p = sub.add_parser("demo", help="train a small Shakespeare model for a few minutes and sample from it",
                        description="Train the shakespeare preset (a 0.8 M-parameter byte-level GPT) on the bundled "
                        "Tiny Shakespeare for a few minutes, showing progress, then print a sample.")
-    p.add_argument("--minutes", type=float, default=3.0, metavar="M", help="training time budget (default 3)")
-    p.add_argument("--steps", type=int, metavar="N", help="exact number of steps (default: as many as fit in "
+    p.add_argument("--minutes", type=number(0.0, low_open=True), default=3.0, metavar="M",
+                   help="training time budget (default 3)")
+    p.add_argument("--steps", type=integer(1), metavar="N", help="exact number of steps (default: as many as fit in "
                    "--minutes, at most 5000)")
-    p.add_argument("--threads", type=int, metavar="N", help="CPU threads (default: all cores)")
+    p.add_argument("--threads", type=integer(1), metavar="N", help="CPU threads (default: all cores)")
     p.add_argument("--out", metavar="DIR", help="also keep the run (checkpoint, log.jsonl) in DIR, for `gptx train "
                    "--resume` or sampling later")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=integer(0), default=0)
     p.add_argument("--prompt", default="ROMEO:", help="text the sample starts from (default 'ROMEO:')")
-    p.add_argument("--chars", type=int, default=500, metavar="N", help="bytes to generate (default 500)")
-    p.add_argument("--temperature", type=float, default=0.8)
-    p.add_argument("--top-k", type=int, default=40, metavar="K", help="sample among the K most likely (0: all)")
+    p.add_argument("--chars", type=integer(0), default=500, metavar="N", help="bytes to generate (default 500)")
+    p.add_argument("--temperature", type=number(0.0), default=0.8)
+    p.add_argument("--top-k", type=integer(0), default=40, metavar="K", help="sample among the K most likely (0: all)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 

@@ -7,6 +7,8 @@ import time
 
 import numpy as np
 
+from gptx.cli._numbers import integer
+
 
 def add_parser(sub):
     from gptx.cli.sample import add_tokenizer_argument
@@ -19,10 +21,11 @@ def add_parser(sub):
     p.add_argument("checkpoint", metavar="CHECKPOINT")
     add_tokenizer_argument(p)
     p.add_argument("--data", required=True, metavar="FILE", help="UTF-8 text file")
-    p.add_argument("--block-size", type=int, default=None, metavar="T", help="window length (default and maximum: "
+    p.add_argument("--block-size", type=integer(1), default=None, metavar="T",
+                   help="window length (default and maximum: "
                    "the model's block_size)")
-    p.add_argument("--batch-size", type=int, default=4, metavar="B", help="windows per forward pass (default 4)")
-    p.add_argument("--threads", type=int, default=None, metavar="N")
+    p.add_argument("--batch-size", type=integer(1), default=4, metavar="B", help="windows per forward pass (default 4)")
+    p.add_argument("--threads", type=integer(1), default=None, metavar="N")
     return p
 
 

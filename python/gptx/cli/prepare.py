@@ -1,6 +1,8 @@
 """`gptx prepare`: tokenize text files once into uint16 train/val token shards for training on large corpora."""
 import sys
 
+from gptx.cli._numbers import integer, number
+
 
 def add_parser(sub):
     p = sub.add_parser(
@@ -13,9 +15,9 @@ def add_parser(sub):
     p.add_argument("--out", "-o", required=True, metavar="DIR", help="output folder (created if missing)")
     p.add_argument("--tokenizer", default="gpt2", metavar="bytes|gpt2|PATH",
                    help="'bytes', 'gpt2' (default), or a folder/file saved by Tokenizer.save or a tokenizer.json")
-    p.add_argument("--shard-tokens", type=int, default=100_000_000, metavar="N",
+    p.add_argument("--shard-tokens", type=integer(1), default=100_000_000, metavar="N",
                    help="tokens per shard (default 100,000,000 = 200 MB)")
-    p.add_argument("--val-fraction", type=float, default=0.1, metavar="F",
+    p.add_argument("--val-fraction", type=number(0.0, 1.0, high_open=True), default=0.1, metavar="F",
                    help="fraction of the tokens (the end of the stream) held out for validation (default 0.1)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary")
     return p

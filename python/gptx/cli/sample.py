@@ -4,6 +4,8 @@ from __future__ import annotations
 import codecs
 import sys
 
+from gptx.cli._numbers import integer
+
 
 def add_parser(sub):
     p = sub.add_parser("sample", help="generate text from a checkpoint",
@@ -14,7 +16,7 @@ def add_parser(sub):
     p.add_argument("checkpoint", metavar="CHECKPOINT")
     add_tokenizer_argument(p)
     p.add_argument("--prompt", default=None, help="text to continue (default: the end-of-text token, or a newline)")
-    p.add_argument("--max-new-tokens", type=int, default=None, metavar="N",
+    p.add_argument("--max-new-tokens", type=integer(0), default=None, metavar="N",
                    help="tokens to generate per sample (default: 200, or what the context leaves room for)")
     p.add_argument("--temperature", type=float, default=1.0, help="0 = greedy (default 1)")
     p.add_argument("--top-k", type=int, default=None, metavar="K")
@@ -25,8 +27,8 @@ def add_parser(sub):
     p.add_argument("--frequency-penalty", type=float, default=0.0, metavar="X")
     p.add_argument("--stop", action="append", default=None, metavar="TEXT", help="stop at this text (repeatable)")
     p.add_argument("--seed", type=int, default=None, help="same seed, same text (default: random)")
-    p.add_argument("--num-samples", type=int, default=1, metavar="N", help="samples, generated as one batch")
-    p.add_argument("--threads", type=int, default=None, metavar="N", help="CPU threads (default: all cores)")
+    p.add_argument("--num-samples", type=integer(1), default=1, metavar="N", help="samples, generated as one batch")
+    p.add_argument("--threads", type=integer(1), default=None, metavar="N", help="CPU threads (default: all cores)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
                    help="compute dtype; bfloat16 (CUDA only) is mixed precision with float32 master weights")

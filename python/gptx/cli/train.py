@@ -7,6 +7,8 @@ import sys
 import time
 from pathlib import Path
 
+from gptx.cli._numbers import integer, number
+
 # Presets: a model shape, its tokenizer, and training defaults that suit it.
 # shakespeare: a byte-level model of 0.8 M parameters (4 layers, 128 wide, 64-byte context), trained nanoGPT
 # "baby GPT" style on 12 x 64 bytes per step. Short contexts and small batches buy many steps per minute, which is
@@ -57,34 +59,35 @@ def add_parser(sub):
                      "position); --steps is the new TOTAL, so after N steps `--steps 2N` runs N more")
     src.add_argument("--tokenizer", metavar="bytes|gpt2|PATH", help="tokenizer for a new model (default: the "
                      "preset's; token shards bring their own)")
-    src.add_argument("--val-fraction", type=float, default=0.1, metavar="F",
+    src.add_argument("--val-fraction", type=number(0.0, 1.0, high_open=True), default=0.1, metavar="F",
                      help="fraction of a text file (or of the pairs) held out for validation (default 0.1)")
     for flag in MODEL_FLAGS:
-        src.add_argument("--" + flag.replace("_", "-"), type=int, metavar="N", help=f"override the preset's {flag}")
+        src.add_argument("--" + flag.replace("_", "-"), type=integer(1), metavar="N",
+                         help=f"override the preset's {flag}")
     t = p.add_argument_group("training (defaults: the preset's)")
     t.add_argument("--out", metavar="DIR", help="run folder: checkpoints, log.jsonl, loss.png "
                    "(default: runs/<preset>, or the --resume folder)")
     t.add_argument("--overwrite", action="store_true", help="clear an existing run in --out first")
-    t.add_argument("--steps", type=int, metavar="N", help="total optimizer steps")
-    t.add_argument("--batch-size", type=int, metavar="B", help="sequences per micro-batch")
-    t.add_argument("--block-size", type=int, metavar="T", help="tokens per sequence (a new model's context)")
-    t.add_argument("--grad-accum", type=int, metavar="K", help="micro-batches per step")
-    t.add_argument("--lr", type=float, help="peak learning rate")
-    t.add_argument("--min-lr", type=float, help="final learning rate of the cosine decay")
-    t.add_argument("--warmup", type=int, metavar="N", help="linear warmup steps")
-    t.add_argument("--weight-decay", type=float, metavar="WD", help="AdamW weight decay (matrices only)")
-    t.add_argument("--grad-clip", type=float, metavar="NORM", help="max gradient norm (0: off)")
-    t.add_argument("--eval-every", type=int, metavar="N", help="steps between validation losses (0: end only)")
-    t.add_argument("--eval-batches", type=int, metavar="N", help="batches per validation loss")
-    t.add_argument("--ckpt-every", type=int, metavar="N", help="steps between checkpoints (0: end only)")
-    t.add_argument("--keep", type=int, metavar="N", help="checkpoints kept (0: all; default 2)")
-    t.add_argument("--log-every", type=int, metavar="N", help="steps between log lines")
-    t.add_argument("--threads", type=int, metavar="N", help="CPU threads (default: all cores)")
+    t.add_argument("--steps", type=integer(0), metavar="N", help="total optimizer steps")
+    t.add_argument("--batch-size", type=integer(1), metavar="B", help="sequences per micro-batch")
+    t.add_argument("--block-size", type=integer(1), metavar="T", help="tokens per sequence (a new model's context)")
+    t.add_argument("--grad-accum", type=integer(1), metavar="K", help="micro-batches per step")
+    t.add_argument("--lr", type=number(0.0, low_open=True), help="peak learning rate")
+    t.add_argument("--min-lr", type=number(0.0), help="final learning rate of the cosine decay")
+    t.add_argument("--warmup", type=integer(0), metavar="N", help="linear warmup steps")
+    t.add_argument("--weight-decay", type=number(0.0), metavar="WD", help="AdamW weight decay (matrices only)")
+    t.add_argument("--grad-clip", type=number(0.0), metavar="NORM", help="max gradient norm (0: off)")
+    t.add_argument("--eval-every", type=integer(0), metavar="N", help="steps between validation losses (0: end only)")
+    t.add_argument("--eval-batches", type=integer(1), metavar="N", help="batches per validation loss")
+    t.add_argument("--ckpt-every", type=integer(0), metavar="N", help="steps between checkpoints (0: end only)")
+    t.add_argument("--keep", type=integer(0), metavar="N", help="checkpoints kept (0: all; default 2)")
+    t.add_argument("--log-every", type=integer(0), metavar="N", help="steps between log lines")
+    t.add_argument("--threads", type=integer(1), metavar="N", help="CPU threads (default: all cores)")
     t.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     t.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
                    help="compute dtype; bfloat16 (CUDA only) is mixed precision with float32 master weights")
-    t.add_argument("--seed", type=int, help="seed of the model init and the batch order (default 0)")
-    t.add_argument("--minutes", type=float, metavar="M", help="stop (and checkpoint) after M minutes")
+    t.add_argument("--seed", type=integer(0), help="seed of the model init and the batch order (default 0)")
+    t.add_argument("--minutes", type=number(0.0), metavar="M", help="stop (and checkpoint) after M minutes")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
