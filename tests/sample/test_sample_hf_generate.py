@@ -5,6 +5,7 @@ import pytest
 
 from gptx.generate import generate, stream
 from gptx.model import GPT
+from hf_models import wide_random_gpt2_folder
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -19,23 +20,9 @@ NEW = 16
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     L, NH, C, BS, V = SHAPE
-    cfg = transformers.GPT2Config(n_layer=L, n_head=NH, n_embd=C, n_positions=BS, vocab_size=V, resid_pdrop=0.0,
-                                  embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=None, eos_token_id=None,
-                                  attn_implementation="eager")
-    torch.manual_seed(1)
-    hf = transformers.GPT2LMHeadModel(cfg).eval()
-    with torch.no_grad():
-        for name, p in hf.named_parameters():
-            if "ln_" in name and name.endswith("weight"):
-                p.copy_(1.0 + 0.1 * torch.randn_like(p))
-            elif name.endswith("bias"):
-                p.copy_(0.02 * torch.randn_like(p))
-            else:  # wider than the 0.02 init, with which the tied head repeats the last token (test_sample_hf_greedy)
-                p.copy_((0.3 if name == "transformer.wpe.weight" else 0.1) * torch.randn_like(p))
-    hf.generation_config.eos_token_id = None
-    hf.generation_config.pad_token_id = 0
     path = tmp_path_factory.mktemp("hf")
-    hf.save_pretrained(path)
+    hf = wide_random_gpt2_folder(path, seed=1, n_layer=L, n_head=NH, n_embd=C, n_positions=BS, vocab_size=V,
+                                 bos_token_id=None, eos_token_id=None)
     return hf, GPT.from_pretrained(path)
 
 

@@ -4,6 +4,7 @@ import pytest
 
 import gptx
 from gptx.model import GPT
+from hf_models import wide_random_gpt2_folder
 from gptx.tokenizer import Tokenizer
 
 torch = pytest.importorskip("torch")
@@ -18,26 +19,8 @@ NEW = 20
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     L, NH, C, BS = SHAPE
-    cfg = transformers.GPT2Config(n_layer=L, n_head=NH, n_embd=C, n_positions=BS, vocab_size=50257,
-                                  resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, attn_implementation="eager")
-    torch.manual_seed(0)
-    hf = transformers.GPT2LMHeadModel(cfg).eval()
-    with torch.no_grad():
-        for name, p in hf.named_parameters():
-            if "ln_" in name and name.endswith("weight"):
-                p.copy_(1.0 + 0.1 * torch.randn_like(p))
-            elif name.endswith("bias"):
-                p.copy_(0.02 * torch.randn_like(p))
-            else:
-                # Wider than the 0.02 init: with it, the tied LM head just repeats the last prompt token, and the top
-                # two logits would sit within float32 rounding of each other. These settings give ~19 distinct
-                # tokens out of 20 per prompt with a top-2 gap >= 4e-3 (errors here are ~1e-6).
-                p.copy_((0.3 if name == "transformer.wpe.weight" else 0.1) * torch.randn_like(p))
-    # Never stop early: no end-of-text token; pad id only to silence generate's warning.
-    hf.generation_config.eos_token_id = None
-    hf.generation_config.pad_token_id = 0
     path = tmp_path_factory.mktemp("hf")
-    hf.save_pretrained(path)
+    hf = wide_random_gpt2_folder(path, seed=0, n_layer=L, n_head=NH, n_embd=C, n_positions=BS, vocab_size=50257)
     return hf, GPT.from_pretrained(path)
 
 
