@@ -126,6 +126,18 @@ NormInputs norm_inputs(const Check& c, const std::vector<Tensor>& tensors) {
     return in;
 }
 
+// The kernel over the arrays `in` describes; the sum of squares into *sumsq (host) and/or the norm into *norm.
+void run_global_norm(const Check& c, const NormInputs& in, double* sumsq, float* norm) {
+    backend::GlobalNormParams p;
+    p.x = in.x.data();
+    p.dtype = in.dtype.data();
+    p.n = in.n.data();
+    p.count = static_cast<int64_t>(in.x.size());
+    p.sumsq = sumsq;
+    p.norm = norm;
+    c.backend()->global_norm(p);
+}
+
 }  // namespace
 
 double global_norm(const std::vector<Tensor>& tensors) {
@@ -133,13 +145,7 @@ double global_norm(const std::vector<Tensor>& tensors) {
     const NormInputs in = norm_inputs(c, tensors);
     if (in.x.empty()) return 0.0;
     double sumsq = 0.0;
-    backend::GlobalNormParams p;
-    p.x = in.x.data();
-    p.dtype = in.dtype.data();
-    p.n = in.n.data();
-    p.count = static_cast<int64_t>(in.x.size());
-    p.sumsq = &sumsq;
-    c.backend()->global_norm(p);
+    run_global_norm(c, in, &sumsq, nullptr);
     return std::sqrt(sumsq);
 }
 
@@ -155,13 +161,7 @@ Tensor global_norm(const std::vector<Tensor>& tensors, const Tensor& out) {
         out.fill(0.0);
         return out;
     }
-    backend::GlobalNormParams p;
-    p.x = in.x.data();
-    p.dtype = in.dtype.data();
-    p.n = in.n.data();
-    p.count = static_cast<int64_t>(in.x.size());
-    p.norm = out.data<float>();
-    c.backend()->global_norm(p);
+    run_global_norm(c, in, nullptr, out.data<float>());
     return out;
 }
 

@@ -1,7 +1,6 @@
 // check.cc — argument validation shared by the op dispatchers.
 #include "ops/check.h"
 
-
 namespace gptx {
 namespace detail {
 
