@@ -30,7 +30,7 @@ def header_summary(file) -> tuple[int, int]:
             header = json.loads(f.read(n))
     except OSError as e:
         raise ValueError(f"{file} is not a readable safetensors file ({e.strerror or e})") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:  # RecursionError: nested too deeply
         raise ValueError(f"{file} is not a readable safetensors file: its header is not valid JSON ({e})") from None
     if not isinstance(header, dict):
         raise ValueError(f"{file} is not a readable safetensors file: its header is not a JSON object")

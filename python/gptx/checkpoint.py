@@ -225,7 +225,7 @@ def _read_json(path: Path):
             return json.load(f)
     except FileNotFoundError:
         raise ValueError(f"checkpoint file {path} is missing") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:  # RecursionError: nested too deeply
         raise ValueError(f"checkpoint file {path} is not valid JSON: {e}") from None
 
 

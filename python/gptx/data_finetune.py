@@ -33,6 +33,8 @@ def load_jsonl_pairs(path) -> list[tuple[str, str]]:
                 obj = json.loads(line)
             except json.JSONDecodeError as e:
                 raise ValueError(f"{where}: invalid JSON: {e.msg} (column {e.colno})") from None
+            except RecursionError:
+                raise ValueError(f"{where}: invalid JSON: nested too deeply") from None
             if not isinstance(obj, dict):
                 raise ValueError(f"{where}: expected a JSON object with \"prompt\" and \"completion\", "
                                  f"got {type(obj).__name__}")
@@ -41,6 +43,11 @@ def load_jsonl_pairs(path) -> list[tuple[str, str]]:
                     raise ValueError(f"{where}: missing key \"{key}\" (keys present: {sorted(obj)})")
                 if not isinstance(obj[key], str):
                     raise ValueError(f"{where}: \"{key}\" must be a string, got {type(obj[key]).__name__}")
+                try:  # JSON's \ud800-style escapes can spell lone surrogates, which no tokenizer can encode
+                    obj[key].encode("utf-8")
+                except UnicodeEncodeError as e:
+                    raise ValueError(f"{where}: \"{key}\" holds an unpaired surrogate escape "
+                                     f"(\\u{ord(obj[key][e.start]):04x}): not text") from None
             pairs.append((obj["prompt"], obj["completion"]))
     if not pairs:
         raise ValueError(f"{path} holds no examples")

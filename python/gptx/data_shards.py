@@ -169,6 +169,8 @@ def load_shard_index(directory) -> dict:
             index = json.loads(f.read())
         except json.JSONDecodeError as e:
             raise ValueError(f"{path} is corrupt: invalid JSON ({e.msg} at line {e.lineno})") from None
+        except (UnicodeDecodeError, RecursionError) as e:  # RecursionError: nested too deeply
+            raise ValueError(f"{path} is corrupt: invalid JSON ({e})") from None
     if not isinstance(index, dict) or index.get("format") != INDEX_FORMAT:
         raise ValueError(f"{path} is not a gptx token shard index")
     if index.get("version", 0) > INDEX_VERSION:

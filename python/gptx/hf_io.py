@@ -44,7 +44,7 @@ def _safetensors_files(path: Path) -> list[Path]:
         try:
             weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
             return [path / f for f in sorted(set(weight_map.values()))]
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as e:
             _fail(index, f"is not a valid safetensors index ({e})")
     hint = " (PyTorch .bin files are not read: save the model with safe_serialization)" if any(
         path.glob("pytorch_model*.bin")) else ""

@@ -90,6 +90,7 @@ def folder_tokenizer(folder, vocab_size: int) -> Tokenizer:
 def _from_vocab_and_merges(folder: Path) -> Tokenizer:
     """A byte-level BPE (GPT-2's pipeline) from vocab.json + merges.txt, <|endoftext|> special when it is listed."""
     hf = _import_tokenizers()
+    _check_vocab_ids(folder / VOCAB_FILE)
     try:
         tok = hf.Tokenizer(hf.models.BPE.from_file(os.fspath(folder / VOCAB_FILE), os.fspath(folder / MERGES_FILE)))
     except Exception as e:  # the Rust side raises a plain Exception on malformed files
@@ -99,3 +100,19 @@ def _from_vocab_and_merges(folder: Path) -> Tokenizer:
     if tok.token_to_id(EOT) is not None:
         tok.add_special_tokens([hf.AddedToken(EOT, special=True, normalized=False)])
     return Tokenizer._from_hf_json(tok.to_str(), folder.name, os.fspath(folder / VOCAB_FILE))
+
+
+def _check_vocab_ids(path: Path) -> None:
+    """vocab.json maps each token to one of the ids 0..n-1, each used once: tokenizers sizes what it writes by the
+    largest id (an id of 2**31 in a few bytes of JSON would ask for gigabytes) and decodes a shared id ambiguously."""
+    from gptx.tokenizer import _is_int, _read_json
+
+    vocab = _read_json(os.fspath(path), None)
+    if not isinstance(vocab, dict) or not all(_is_int(i) for i in vocab.values()):
+        raise ValueError(f"{path}: expected a JSON object of token -> integer id")
+    ids = set(vocab.values())
+    if len(ids) != len(vocab) or (ids and (min(ids) < 0 or max(ids) >= len(vocab))):
+        bad = next((i for i in sorted(ids) if i < 0 or i >= len(vocab)), None)
+        what = f"it uses id {bad}" if bad is not None else "some id is given to two tokens"
+        raise ValueError(f"{path}: token ids must be 0..{len(vocab) - 1}, each once, for its {len(vocab)} tokens, "
+                         f"but {what}")

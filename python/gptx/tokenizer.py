@@ -277,11 +277,23 @@ class Tokenizer:
         if vocab_size > len(vocab):
             raise ValueError(f"{where}: token ids must be 0..{len(vocab) - 1} for its {len(vocab)} tokens, "
                              f"but it uses id {vocab_size - 1}")
+        if len(set(vocab.values())) != len(vocab):
+            # two tokens with one id: which one decode gives back would depend on the order of a hash map
+            seen = {}
+            for token, i in sorted(vocab.items(), key=lambda kv: kv[1]):
+                if i in seen:
+                    raise ValueError(f"{where}: tokens {seen[i]!r} and {token!r} both have id {i}")
+                seen[i] = token
         added = {t.content for t in special.get_added_tokens_decoder().values()}
         byte_level = type(special.decoder).__name__ == "ByteLevel"
         table = None
         if byte_level:
             inv = _byte_level_decoder_table()
+            missing = [inv[ch] for ch in inv if ch not in vocab]
+            if missing:  # encode would drop those bytes without a word (tokenizers has no unknown token for them)
+                raise ValueError(f"{where}: a byte-level BPE needs a token for each of the 256 bytes, but has none "
+                                 f"for {', '.join(f'0x{b:02x}' for b in sorted(missing)[:8])}"
+                                 f"{' ...' if len(missing) > 8 else ''} ({len(missing)} missing)")
             table = [b""] * vocab_size
             for token, i in vocab.items():
                 if token in added or any(ch not in inv for ch in token):
@@ -397,6 +409,15 @@ def _is_int(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
+def _is_text(s: str) -> bool:
+    """Whether s encodes to UTF-8 (JSON's \\ud800-style escapes can spell lone surrogates, which do not)."""
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _read_json(path: str, max_bytes: int | None):
     """A JSON file's value; ValueError naming the file when it is too large, not UTF-8 or not JSON."""
     with open(path, "rb") as f:
@@ -405,7 +426,7 @@ def _read_json(path: str, max_bytes: int | None):
         raise ValueError(f"{path} is not a gptx tokenizer file: larger than {max_bytes} bytes")
     try:
         return json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:  # RecursionError: nested too deeply
         raise ValueError(f"{path} is not a tokenizer file: invalid JSON ({e})") from None
 
 
@@ -416,7 +437,7 @@ def _member_path(meta_path: str, files, key: str, default: str) -> str:
     name = files.get(key, default)
     folder = os.path.dirname(os.path.abspath(meta_path))
     bad = (not isinstance(name, str) or not name or name != os.path.basename(name) or name in (".", "..")
-           or "/" in name or "\\" in name or "\0" in name)
+           or "/" in name or "\\" in name or "\0" in name or not _is_text(name))
     if not bad:
         target = os.path.realpath(os.path.join(folder, name))
         bad = os.path.dirname(target) != os.path.realpath(folder)
