@@ -7,6 +7,7 @@
 
 #include "gptx/error.h"
 #include "gptx/model.h"
+#include "model/checkpoint_dir.h"
 #include "model/json.h"
 
 namespace gptx {
@@ -24,18 +25,6 @@ std::string read_text(const std::string& path) {
     std::ostringstream ss;
     ss << f.rdbuf();
     return ss.str();
-}
-
-// The checkpoint directory itself, or the one a run directory's latest.json names.
-std::string resolve_dir(const std::string& dir) {
-    if (file_exists(dir + "/config.json") || !file_exists(dir + "/latest.json")) return dir;
-    const std::string pointer = dir + "/latest.json";
-    json::Value latest = json::parse(read_text(pointer), pointer);
-    const json::Value* name = latest.find("checkpoint");
-    if (!name || name->kind != json::Value::Kind::string || name->str.empty() ||
-        name->str.find('/') != std::string::npos || name->str == "." || name->str == "..")
-        throw Error(pointer + ": does not name a checkpoint directory");
-    return dir + "/" + name->str;
 }
 
 // A JSON value as a message shows it: strings quoted as Python quotes them, the rest as JSON writes it.
@@ -119,7 +108,7 @@ std::map<std::string, ConfigValue> hf_values(const json::Value& cfg, const std::
 
 ConfigFile read_config_file(const std::string& dir_in) {
     ConfigFile out;
-    out.dir = resolve_dir(dir_in);
+    out.dir = resolve_checkpoint_dir(dir_in);
     const std::string file = out.dir + "/config.json";
     if (!file_exists(file)) throw Error(file + ": not found (expected a gptx checkpoint or GPT-2 model directory)");
     json::Value cfg = json::parse(read_text(file), file);

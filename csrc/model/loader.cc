@@ -6,15 +6,14 @@
 #include <cmath>
 #include <cstring>
 #include <fstream>
-#include <iterator>
 #include <map>
 #include <utility>
 #include <vector>
 
 #include "gptx/error.h"
 #include "gptx/model.h"
+#include "model/checkpoint_dir.h"
 #include "model/json.h"
-#include "model/sha256.h"
 
 namespace gptx {
 
@@ -142,54 +141,10 @@ private:
     std::map<std::string, Entry> entries_;
 };
 
-uint64_t file_size(const std::string& path) {
-    std::ifstream f(path, std::ios::binary | std::ios::ate);
-    return f ? static_cast<uint64_t>(f.tellg()) : 0;
-}
-
-// A gptx checkpoint's manifest.json lists every file with its size and sha256 (python/gptx/checkpoint.py writes
-// it): check them all before reading any, so corrupted weights are an error, never a model. Folders without a
-// manifest (Hugging Face exports) are read as they are.
-void verify_manifest(const std::string& dir) {
-    const std::string path = dir + "/manifest.json";
-    if (!file_exists(path)) return;
-    std::ifstream f(path, std::ios::binary);
-    const std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-    const json::Value m = json::parse(text, path);
-    const json::Value* format = m.find("format");
-    const json::Value* version = m.find("version");
-    const json::Value* files = m.find("files");
-    if (!format || format->kind != json::Value::Kind::string || format->str != "gptx-checkpoint" || !files ||
-        files->kind != json::Value::Kind::object)
-        throw Error(path + ": not a gptx-checkpoint manifest");
-    if (!version || version->kind != json::Value::Kind::number || version->num != 1)
-        throw Error(path + ": manifest version is not 1 (this gptx reads version 1)");
-    for (const char* required : {"model.safetensors", "config.json"})
-        if (!files->find(required)) throw Error(path + ": the manifest does not list " + required);
-    for (const auto& kv : files->obj) {
-        const std::string& rel = kv.first;
-        const bool escapes = rel.empty() || rel[0] == '/' || rel == ".." || rel.rfind("../", 0) == 0 ||
-                             rel.find("/../") != std::string::npos ||
-                             (rel.size() >= 3 && rel.compare(rel.size() - 3, 3, "/..") == 0);
-        const json::Value* bytes = kv.second.find("bytes");
-        const json::Value* sha = kv.second.find("sha256");
-        if (escapes || !bytes || bytes->kind != json::Value::Kind::number || !sha ||
-            sha->kind != json::Value::Kind::string)
-            throw Error(path + ": bad entry '" + rel + "'");
-        const std::string file = dir + "/" + rel;
-        if (!file_exists(file)) throw Error(file + ": missing (the manifest lists it)");
-        const uint64_t size = file_size(file);
-        if (static_cast<double>(size) != bytes->num)
-            throw Error(file + ": has " + std::to_string(size) + " bytes, the manifest says " +
-                        std::to_string(static_cast<uint64_t>(bytes->num)) + " (truncated or overwritten)");
-        if (sha256_file(file) != sha->str) throw Error(file + ": corrupt: its sha256 does not match the manifest");
-    }
-}
-
 }  // namespace
 
 GPTModel load_model(const std::string& dir_in, DType dtype, Device device) {
-    const ConfigFile cf = read_config_file(dir_in);  // follows a run directory's latest.json
+    const ConfigFile cf = read_config_file(dir_in);  // a run directory: its latest (or newest verified) step
     const std::string& dir = cf.dir;
     const GPTConfig& c = cf.config;
     verify_manifest(dir);

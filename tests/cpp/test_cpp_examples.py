@@ -73,6 +73,13 @@ def test_generate_example_matches_python_greedy(tmp_path):
         ids.append(int(np.argmax(np.asarray(logits)[0, -1])))
     out = _run([exe, step, "12", "5", "9", "1"])
     assert [int(t) for t in out.split()] == ids
+    # the run folder, as a save killed before its first latest.json leaves it: the newest verified step
+    (tmp_path / "run" / "latest.json").unlink()
+    assert [int(t) for t in _run([exe, tmp_path / "run", "12", "5", "9", "1"]).split()] == ids
+    broken = tmp_path / "run" / "step-000009"  # a newer step folder that does not verify is passed over
+    shutil.copytree(step, broken)
+    (broken / "model.safetensors").write_bytes(b"")
+    assert [int(t) for t in _run([exe, tmp_path / "run", "12", "5", "9", "1"]).split()] == ids
 
 
 def test_public_headers_are_plain_cpp():

@@ -1,6 +1,7 @@
 """The C++ model (gptx/model.h through gptx._core): loader, parameter checks, logits and greedy tokens = Python's."""
 import hashlib
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -215,3 +216,42 @@ def test_loader_checks_the_manifest(model, tmp_path):
         (step / "manifest.json").write_text(json.dumps(m))
         with pytest.raises(ValueError, match="manifest.json: bad entry"):
             _core.load_model(str(step))
+
+
+def test_loader_takes_the_step_folder_python_takes(model, tmp_path):
+    # one rule for both loaders: latest.json, a newer complete step than it names, or without it the newest step
+    # folder that verifies (a save killed after its rename, before the pointer moved)
+    from gptx.checkpoint import resolve_checkpoint
+
+    run = tmp_path / "run"
+    for step in (1, 2, 3):
+        gptx.save_checkpoint(run, model, state={"step": step}, keep=0)
+
+    def native_dir():
+        return (tmp_path / _core.read_config_file(str(run))[0]).resolve()
+
+    def agree(step):
+        assert native_dir() == resolve_checkpoint(run).resolve() == (run / f"step-{step:06d}").resolve()
+        _core.load_model(str(run))
+
+    agree(3)
+    (run / "latest.json").write_text(json.dumps({"checkpoint": "step-000001"}))
+    agree(3)  # newer complete steps than the pointer names
+    (run / "step-000003" / "manifest.json").unlink()  # an incomplete newer folder is never taken
+    agree(2)
+    (run / "latest.json").unlink()
+    agree(2)
+    weights = run / "step-000002" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-1])  # the newest is damaged: the older one
+    agree(1)
+    (run / "latest.json").write_text(json.dumps({"checkpoint": "step-000009"}))
+    with pytest.raises(ValueError, match=r"latest\.json: points to .*step-000009, which has no manifest\.json"):
+        _core.load_model(str(run))
+    (run / "latest.json").write_text("{")
+    with pytest.raises(ValueError, match=r"latest\.json: invalid JSON"):
+        _core.load_model(str(run))
+    (run / "latest.json").unlink()
+    for name in ("step-000001", "step-000002"):
+        shutil.rmtree(run / name)
+    with pytest.raises(ValueError, match=r"config\.json: not found"):
+        _core.load_model(str(run))  # no step folder verifies: nothing to fall back to

@@ -104,17 +104,19 @@ std::vector<int32_t> generate_greedy(const GPTModel& model, const std::vector<in
                                      int64_t max_new_tokens);
 
 // Loads a gptx checkpoint directory (config.json with gptx's GPTConfig keys + model.safetensors, as
-// gptx.save_checkpoint writes; a run directory is followed through its latest.json) or a Hugging Face GPT-2
-// directory (config.json with n_positions, as save_pretrained writes). Tensors in F32, BF16 or F16 are converted to
-// `dtype` (2-D weights; 1-D ones stay float32) and placed on `device`. Old names without "transformer." and the
-// causal-mask buffers ".attn.bias" are accepted; a tied "lm_head.weight" is skipped. Throws gptx::Error naming the
-// file for a missing, unreadable, truncated or inconsistent file, an unsupported architecture or a bad parameter.
+// gptx.save_checkpoint writes; a run directory is followed through its latest.json, or to its newest step folder
+// whose manifest verifies when latest.json is missing or a newer complete step exists, as gptx.load_checkpoint
+// does) or a Hugging Face GPT-2 directory (config.json with n_positions, as save_pretrained writes). Tensors in
+// F32, BF16 or F16 are converted to `dtype` (2-D weights; 1-D ones stay float32) and placed on `device`. Old names
+// without "transformer." and the causal-mask buffers ".attn.bias" are accepted; a tied "lm_head.weight" is skipped.
+// Throws gptx::Error naming the file for a missing, unreadable, truncated or inconsistent file, an unsupported
+// architecture or a bad parameter.
 // A gptx checkpoint's manifest.json is checked first (every file present, of the listed size and sha256), and the
 // safetensors tensors must tile its data region exactly: corrupted weights are an error, never a model.
 GPTConfig load_config(const std::string& dir);
 GPTModel load_model(const std::string& dir, DType dtype = DType::float32, Device device = Device::cpu());
 
-// What load_config reads: the directory holding config.json (a run directory's latest.json followed), the file's
+// What load_config reads: the directory holding config.json (a run directory resolved as load_model does), the file's
 // values under GPTConfig's field names as written (layer_norm_epsilon keeps its double value; absent when the file
 // has none), and the config they make. The rules are config_from_values' plus, for a Hugging Face file, the
 // architecture refusals (model_type, architectures, activation_function, attention flags, n_inner).
