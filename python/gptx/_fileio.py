@@ -28,9 +28,12 @@ def atomic_write(path: str, write) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(e, OSError) and e.errno is not None and e.filename is None:
+            # a failed write or fsync (e.g. disk full) says no file name: name the file it was for
+            raise OSError(e.errno, e.strerror, path) from None
         raise
 
 

@@ -112,6 +112,7 @@ def save_checkpoint(out_dir, model, optimizer=None, state=None, tokenizer=None, 
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
+    placed = False
     try:
         _save_tensors(tmp / "model.safetensors", model.state_dict())
         if optimizer is not None:
@@ -138,6 +139,7 @@ def save_checkpoint(out_dir, model, optimizer=None, state=None, tokenizer=None, 
             os.replace(final, trash)
             shutil.rmtree(trash, ignore_errors=True)
         os.replace(tmp, final)
+        placed = True
         _fsync_dir(out_dir)
         pointer = out_dir / f".tmp-{LATEST}-{os.getpid()}"
         _write_json(pointer, {"checkpoint": name, "step": step})
@@ -147,6 +149,9 @@ def save_checkpoint(out_dir, model, optimizer=None, state=None, tokenizer=None, 
         shutil.rmtree(tmp, ignore_errors=True)
         for left in out_dir.glob(f".tmp-{LATEST}-{os.getpid()}"):
             left.unlink(missing_ok=True)
+        if _is_write_failure(e) and placed:  # the folder is complete: resolve_checkpoint takes it without the pointer
+            raise OSError(f"checkpoint {final} was written but {out_dir / LATEST} could not be updated "
+                          f"({_reason(e)}); the checkpoint is complete and --resume takes it") from None
         if _is_write_failure(e):  # disk full, read-only, quota: one line, and the previous checkpoint stays
             raise OSError(f"checkpoint {final} could not be written ({_reason(e)}); the previous checkpoint is "
                           f"intact") from None

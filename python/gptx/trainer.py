@@ -316,8 +316,13 @@ class Trainer:
         if path is None:
             return
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(rec) + "\n")
+        try:
+            with open(path, "a", encoding="utf-8") as f:
+                f.write(json.dumps(rec) + "\n")
+        except OSError as e:
+            if e.filename is not None:
+                raise
+            raise OSError(e.errno, e.strerror, os.fspath(path)) from None  # disk full: name the file
 
     def plot(self) -> Path | None:
         """out_dir/loss.png from log.jsonl when matplotlib is installed (silently nothing otherwise)."""
