@@ -1,4 +1,6 @@
 // softmax.cc — validation and dispatch of softmax_forward / softmax_backward.
+#include <cmath>
+
 #include "gptx/ops.h"
 #include "ops/check.h"
 
@@ -10,6 +12,8 @@ Tensor softmax_forward(const Tensor& inp, float scale, bool causal, const Tensor
     const Check c("softmax_forward");
     c.act(inp, "inp");
     c.ndim(inp, "inp", causal ? 2 : 1, 8);
+    // A NaN or infinite scale would turn every row into NaN (inf * 0 too); a negative one is a valid reversal.
+    if (!std::isfinite(scale)) c.fail("scale", "must be a finite number, got " + std::to_string(scale));
     const int64_t L = inp.size(-1), rows = detail::leading(inp.shape(), 1);
     int64_t Tq = 0;
     if (causal) {
@@ -37,6 +41,7 @@ Tensor softmax_backward(const Tensor& dout, const Tensor& out, float scale, cons
     c.act(dout, "dout");
     c.act(out, "out");
     c.ndim(out, "out", 1, 8);
+    if (!std::isfinite(scale)) c.fail("scale", "must be a finite number, got " + std::to_string(scale));
     c.shape(dout, "dout", out.shape());
     Tensor dinp = c.output(dinp_, "dinp", out.shape(), c.act_dtype());
     if (!dinp.same_memory(dout)) c.no_overlap(dinp, "dinp", dout, "dout");

@@ -1,5 +1,6 @@
 """Runtime facts and settings: version, CPU kernel path, threads, CUDA build and devices."""
 from gptx import _core
+from gptx._checks import integer
 
 
 def get_num_threads() -> int:
@@ -9,7 +10,7 @@ def get_num_threads() -> int:
 
 def set_num_threads(n: int) -> None:
     """Set the threads the CPU kernels use (n >= 1)."""
-    _core.set_num_threads(int(n))
+    _core.set_num_threads(integer("set_num_threads", "n", n))  # 1.5 or "3" are refused, not truncated
 
 
 def info() -> dict:

@@ -100,6 +100,8 @@ def save_checkpoint(out_dir, model, optimizer=None, state=None, tokenizer=None, 
     state: a JSON-able dict; its "step" (default: the optimizer's step count, else 0) names the directory.
     keep: how many checkpoints to keep in out_dir (older ones are deleted after the new one is in place); 0 keeps all.
     """
+    if isinstance(keep, bool) or not isinstance(keep, (int, np.integer)) or keep < 0:
+        raise ValueError(f"save_checkpoint: keep must be an integer >= 0 (0 keeps all), got {keep!r}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     state = dict(state or {})

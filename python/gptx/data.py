@@ -6,6 +6,7 @@ import os
 import numpy as np
 
 from gptx import _assets
+from gptx._checks import integer
 from gptx._fileio import read_text, to_json_types
 from gptx.data_finetune import FinetuneDataset, encode_pairs, load_jsonl_pairs
 from gptx.data_shards import ShardedTokens, load_shard_index, load_shards, prepare, read_shard, val_count, write_shard
@@ -31,6 +32,8 @@ def load_text(path) -> str:
 
 def train_val_split(tokens, val_fraction: float = 0.1):
     """(train, val): the first 1 - val_fraction of the tokens and the rest (views, no copy, for arrays)."""
+    if getattr(tokens, "ndim", 1) != 1:  # a (1, N) array would split its one row, not its tokens
+        raise ValueError(f"train_val_split: tokens must be 1-D, got shape {tokens.shape}")
     n = len(tokens)
     n_val = val_count(n, val_fraction)
     return tokens[:n - n_val], tokens[n - n_val:]
@@ -47,6 +50,8 @@ def _as_tokens(tokens):
         raise ValueError(f"tokens must be a 1-D array, got shape {tokens.shape}")
     if not np.issubdtype(tokens.dtype, np.integer):
         raise TypeError(f"tokens must be integers, got dtype {tokens.dtype}")
+    if np.issubdtype(tokens.dtype, np.signedinteger) and tokens.size and int(tokens.min()) < 0:
+        raise ValueError(f"tokens must be ids >= 0, got {int(tokens.min())}")
     return tokens
 
 
@@ -62,7 +67,7 @@ class TokenDataset:
 
     def __init__(self, tokens, seed: int = 0):
         self.tokens = _as_tokens(tokens)
-        self.seed = int(seed)
+        self.seed = integer("TokenDataset", "seed", seed, 0)
         self.rng = np.random.default_rng(self.seed)
         self.cursor = 0
         self.epoch = 0
@@ -71,6 +76,8 @@ class TokenDataset:
         return len(self.tokens)
 
     def _check(self, batch_size: int, block_size: int, need: int) -> None:
+        integer("TokenDataset", "batch_size", batch_size)
+        integer("TokenDataset", "block_size", block_size)
         if batch_size < 1 or block_size < 1:
             raise ValueError(f"batch_size and block_size must be positive, got {batch_size}, {block_size}")
         if len(self.tokens) < need:

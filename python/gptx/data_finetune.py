@@ -6,6 +6,7 @@ import os
 
 import numpy as np
 
+from gptx._checks import integer
 from gptx._fileio import to_json_types
 
 IGNORE_INDEX = -100  # targets with this value are left out of the loss (GPT.forward's ignore index)
@@ -75,7 +76,7 @@ def encode_pairs(pairs, tokenizer, block_size: int, too_long: str = "truncate") 
     """
     if too_long not in TOO_LONG:
         raise ValueError(f"too_long must be one of {TOO_LONG}, got {too_long!r}")
-    if block_size < 1:
+    if integer("encode_pairs", "block_size", block_size) < 1:
         raise ValueError(f"block_size must be positive, got {block_size}")
     eot = tokenizer.eot_token
     examples = []
@@ -118,8 +119,8 @@ class FinetuneDataset:
         self.examples = list(examples)
         if not self.examples:
             raise ValueError("no fine-tuning examples")
-        self.seed = int(seed)
-        self.pad_id = int(pad_id)
+        self.seed = integer("FinetuneDataset", "seed", seed, 0)
+        self.pad_id = integer("FinetuneDataset", "pad_id", pad_id, 0, 2**31 - 1)  # an id the int32 batch can hold
         self.rng = np.random.default_rng(self.seed)
         self.cursor = 0
         self.epoch = 0
@@ -130,6 +131,8 @@ class FinetuneDataset:
         return len(self.examples)
 
     def _pad(self, idx, block_size: int | None, pad_full: bool):
+        if block_size is not None:
+            integer("FinetuneDataset", "block_size", block_size, 1)
         rows = [self.examples[int(i)] for i in idx]
         longest = max(len(x) for x, _ in rows)
         if pad_full and block_size is None:
@@ -146,6 +149,7 @@ class FinetuneDataset:
     def get_batch(self, batch_size: int, block_size: int | None = None, rng: np.random.Generator | None = None,
                   pad_full: bool = False):
         """batch_size examples drawn uniformly with replacement."""
+        integer("FinetuneDataset", "batch_size", batch_size, 1)
         gen = self.rng if rng is None else rng
         return self._pad(gen.integers(0, len(self.examples), size=batch_size), block_size, pad_full)
 
@@ -157,8 +161,13 @@ class FinetuneDataset:
 
     def next_batch(self, batch_size: int, block_size: int | None = None, pad_full: bool = False):
         """The next batch_size examples of the epoch's shuffle, continuing into the next epoch's at the end."""
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        integer("FinetuneDataset", "batch_size", batch_size, 1)
+        if block_size is not None:
+            integer("FinetuneDataset", "block_size", block_size, 1)
+        # the rows are gathered one by one: a batch of 2**62 examples would run for ever before memory ran out
+        longest = block_size or max(len(x) for x, _ in self.examples)
+        if batch_size * longest > 2**31:
+            raise ValueError(f"FinetuneDataset: batch_size {batch_size} x {longest} tokens does not fit in memory")
         idx = []
         while len(idx) < batch_size:
             if self.cursor >= len(self.examples):

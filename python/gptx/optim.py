@@ -44,6 +44,8 @@ class AdamW:
 
     def __init__(self, named_params, grads, lr=1e-3, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1, flat=None):
         params = _named(named_params)
+        if not params:
+            raise ValueError("AdamW: named_params is empty: there is nothing to optimize")
         for name, p in params:
             if name not in grads:
                 raise ValueError(f"AdamW: no gradient for parameter {name!r}")
@@ -53,6 +55,7 @@ class AdamW:
             if tuple(g.shape) != tuple(p.shape):
                 raise ValueError(f"AdamW: gradient of {name!r} has shape {tuple(g.shape)}, parameter "
                                  f"{tuple(p.shape)}")
+        _check_hparams(lr=lr, eps=eps, weight_decay=weight_decay, betas=betas)
         self.params = [(n, _tensor(p)) for n, p in params]
         self.grads = {n: _tensor(grads[n]) for n, _ in params}
         self.lr = float(lr)
@@ -157,6 +160,24 @@ class AdamW:
         self.step_count = int(step)
 
 
+def _finite(name: str, v, low: float, low_open: bool = False, where: str = "AdamW") -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{where}: {name} must be a number, got {type(v).__name__}")
+    v = float(v)
+    if not math.isfinite(v) or (v <= low if low_open else v < low):
+        raise ValueError(f"{where}: {name} must be a finite number {'>' if low_open else '>='} {low:g}, got {v!r}")
+    return v
+
+
+def _check_hparams(lr, eps, weight_decay, betas) -> None:
+    """A NaN, infinite or negative learning rate, eps or decay would quietly turn every parameter into garbage."""
+    _finite("lr", lr, 0.0)
+    _finite("eps", eps, 0.0, low_open=True)
+    _finite("weight_decay", weight_decay, 0.0)
+    if len(betas) != 2 or not all(0.0 <= _finite("betas", b, 0.0) < 1.0 for b in betas):
+        raise ValueError(f"AdamW: betas must be two numbers in [0, 1), got {betas!r}")
+
+
 def _is_float32(a) -> bool:
     if isinstance(a, _core.Tensor):
         return a.dtype == "float32"
@@ -170,6 +191,11 @@ def lr_schedule(step, max_steps, lr, warmup_steps=0, min_lr=0.0):
     from step warmup_steps (lr) to max_steps (min_lr); steps beyond max_steps stay at min_lr. The warmup values do not
     depend on max_steps, so a run that is later extended shares its warmup with a longer run.
     """
+    for name, v in (("step", step), ("max_steps", max_steps), ("warmup_steps", warmup_steps)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
+            raise ValueError(f"lr_schedule: {name} must be an integer >= 0, got {v!r}")
+    _finite("lr", lr, 0.0, where="lr_schedule")
+    _finite("min_lr", min_lr, 0.0, where="lr_schedule")
     if step < warmup_steps:
         return lr * (step + 1) / warmup_steps
     if step >= max_steps:
@@ -194,6 +220,9 @@ def clip_grad_norm(grads, max_norm, grad_scale=1.0):
     the host; the Trainer instead hands the norm tensor to AdamW.step (ops.global_norm(..., out=) + step(norm=)),
     which clips with the same arithmetic inside the kernel.
     """
+    if max_norm is not None and (isinstance(max_norm, bool) or not isinstance(max_norm, (int, float, np.number))
+                                 or math.isnan(max_norm)):
+        raise ValueError(f"clip_grad_norm: max_norm must be a number (<= 0 or None: no clipping), got {max_norm!r}")
     arrays = list(grads.values()) if isinstance(grads, dict) else list(grads)
     norm = float(ops.global_norm(arrays)) * abs(grad_scale)
     if max_norm is None or max_norm <= 0 or not math.isfinite(norm):

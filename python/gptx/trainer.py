@@ -51,6 +51,9 @@ class TrainConfig:
     def __post_init__(self):
         self.betas = tuple(float(b) for b in self.betas)
         for name in ("steps", "batch_size", "block_size", "grad_accum"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)):  # "3" or 1.5 would break the run later
+                raise ValueError(f"TrainConfig.{name} must be an integer, got {v!r}")
             if int(getattr(self, name)) < 1 and not (name == "steps" and self.steps == 0):
                 raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
         if self.lr <= 0 or not math.isfinite(self.lr):

@@ -33,6 +33,9 @@ def find_bench(explicit=None) -> str:
     """The wheel's gptx/bin/gptx-bench, else $GPTX_BENCH, else gptx-bench on PATH (a plain CMake install)."""
     from gptx._paths import get_bench_path
 
+    if explicit is not None and not (os.path.isfile(explicit) and os.access(explicit, os.X_OK)):
+        # never fall back to another binary: the user asked for this one
+        raise FileNotFoundError(f"--bench-path {explicit}: not an executable file")
     for path in (explicit, get_bench_path(), os.environ.get("GPTX_BENCH"), shutil.which("gptx-bench")):
         if path and os.path.isfile(path) and os.access(path, os.X_OK):
             return path

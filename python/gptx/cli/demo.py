@@ -60,6 +60,11 @@ def run(args) -> int:
         if is_checkpoint(args.out) or os.path.exists(os.path.join(args.out, "log.jsonl")):
             print(f"gptx demo: error: {args.out} already holds a run; choose another --out", file=sys.stderr)
             return 1
+        try:
+            os.makedirs(args.out, exist_ok=True)
+        except OSError as e:
+            print(f"gptx demo: error: --out {args.out}: cannot create it ({e.strerror or e})", file=sys.stderr)
+            return 1
     if args.threads:
         gptx.set_num_threads(args.threads)
     preset = PRESETS["shakespeare"]
@@ -87,7 +92,11 @@ def run(args) -> int:
                                                                                "val_fraction": 0.1},
                                                                       "preset": "shakespeare"})
     t0 = time.perf_counter()
-    summary = trainer.fit()
+    try:
+        summary = trainer.fit()
+    except OSError as e:  # e.g. the disk filled up under --out
+        print(f"gptx demo: error: {e}", file=sys.stderr)
+        return 1
     wall = time.perf_counter() - t0
     val_txt = f", val loss {summary['val_loss']:.3f}" if summary["val_loss"] is not None else ""
     print(f"\ntrained {summary['step']} steps in {wall:.0f} s: loss {summary['loss']:.3f}{val_txt} "

@@ -125,6 +125,8 @@ def build_data(spec: dict, tokenizer, block_size: int, seed: int):
 
 
 def data_spec(args) -> dict:
+    if args.jsonl and args.data:
+        raise ValueError("--data and --jsonl both name the training data: give one of them")
     if args.jsonl:
         return {"kind": "jsonl", "path": os.path.abspath(args.jsonl), "val_fraction": args.val_fraction}
     if args.data is None:
