@@ -26,6 +26,7 @@ import json
 import os
 import queue
 import random
+import re
 import resource
 import subprocess
 import sys
@@ -204,11 +205,16 @@ def api_cases() -> list[dict]:
 
 
 def names_argument(message: str, case: dict, bad_value) -> bool:
+    """Whether the message says which argument is wrong: the changed one, or (a mismatch between two) another of the
+    call's arguments, or the bad path or value itself."""
     text = message.lower()
-    keys = {case["arg"].lower(), case["arg"].replace("_", " ").lower(), case["arg"].replace("_", "-").lower()}
-    if isinstance(bad_value, (str, os.PathLike)) and os.fspath(bad_value):
-        keys.add(os.fspath(bad_value).lower())
-    return any(k in text for k in keys)
+    args = dict(API[[n for n, _, _ in API].index(case["name"])][1])
+    keys = {k for a in args for k in (a.lower(), a.replace("_", " ").lower(), a.replace("_", "-").lower())}
+    # a one- or two-letter name ("a", "n") counts only quoted, as the native ops write it ("argument 'a'")
+    if any((f"'{k}'" in text) if len(k) <= 2 else re.search(rf"\b{re.escape(k)}\b", text) for k in keys):
+        return True
+    return isinstance(bad_value, (str, os.PathLike)) and bool(os.fspath(bad_value)) and \
+        os.fspath(bad_value).lower() in text
 
 
 def run_api_case(ns: dict, case: dict) -> str:
@@ -224,6 +230,8 @@ def run_api_case(ns: dict, case: dict) -> str:
         with np.errstate(all="ignore"):
             fn(**args)
     except (ValueError, TypeError, OSError) as e:
+        if isinstance(e, OSError) and e.filename is not None and e.filename == bad:  # "...: ''" names the path
+            return "clean"
         return "clean" if names_argument(str(e), case, bad) else "unclear"
     except Exception:  # noqa: BLE001 (a bare traceback for the user)
         return "unclear"

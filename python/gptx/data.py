@@ -94,6 +94,7 @@ class TokenDataset:
 
     def get_batch(self, batch_size: int, block_size: int, rng: np.random.Generator | None = None):
         """B random windows. With rng=None the dataset's own generator is used (and saved by state_dict)."""
+        self._check(batch_size, block_size, 0)
         self._check(batch_size, block_size, block_size + 1)
         gen = self.rng if rng is None else rng
         offsets = gen.integers(0, len(self.tokens) - block_size, size=batch_size, dtype=np.int64)
@@ -108,6 +109,7 @@ class TokenDataset:
 
     def next_batch(self, batch_size: int, block_size: int):
         """The next B*T tokens as B consecutive rows (deterministic; advances the cursor)."""
+        self._check(batch_size, block_size, 0)
         span = batch_size * block_size
         self._check(batch_size, block_size, span + 1)
         if self.cursor + span + 1 > len(self.tokens):

@@ -167,7 +167,8 @@ class FinetuneDataset:
         # the rows are gathered one by one: a batch of 2**62 examples would run for ever before memory ran out
         longest = block_size or max(len(x) for x, _ in self.examples)
         if batch_size * longest > 2**31:
-            raise ValueError(f"FinetuneDataset: batch_size {batch_size} x {longest} tokens does not fit in memory")
+            raise ValueError(f"FinetuneDataset: batch_size {batch_size} x block_size {longest} tokens does not fit in "
+                             f"memory")
         idx = []
         while len(idx) < batch_size:
             if self.cursor >= len(self.examples):

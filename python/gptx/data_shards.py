@@ -238,8 +238,8 @@ def _file_sha256(path: str) -> str:
 
 def write_split(tokens, directory, split: str, shard_tokens: int) -> list[dict]:
     """Cut a 1-D token array (a memmap is fine) into shards <split>_000000.bin, ... of at most shard_tokens each."""
-    if shard_tokens < 1:
-        raise ValueError(f"shard_tokens must be positive, got {shard_tokens}")
+    if isinstance(shard_tokens, bool) or not isinstance(shard_tokens, (int, np.integer)) or shard_tokens < 1:
+        raise ValueError(f"shard_tokens must be a positive integer, got {shard_tokens!r}")
     entries = []
     n = len(tokens)
     for k, start in enumerate(range(0, n, shard_tokens)):
@@ -272,8 +272,9 @@ def write_index(directory, index: dict) -> str:
 
 def val_count(n_tokens: int, val_fraction: float) -> int:
     """Tokens held out for validation: round(n * fraction), the same rule as data.train_val_split."""
-    if not 0.0 <= val_fraction < 1.0:
-        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    if isinstance(val_fraction, (bool, str)) or not isinstance(val_fraction, (int, float, np.number)) or \
+            not 0.0 <= val_fraction < 1.0:  # a NaN fails the comparison too
+        raise ValueError(f"val_fraction must be a number in [0, 1), got {val_fraction!r}")
     return int(round(n_tokens * val_fraction))
 
 
@@ -294,15 +295,18 @@ def prepare(inputs, out_dir, tokenizer="gpt2", shard_tokens: int = 100_000_000, 
     tok = Tokenizer.from_spec(tokenizer)
     if tok.vocab_size > MAX_TOKEN_ID + 1:
         raise ValueError(f"tokenizer {tok.name} has {tok.vocab_size} ids; uint16 shards hold at most 65536")
-    inputs = [os.fspath(p) for p in ([inputs] if isinstance(inputs, (str, os.PathLike)) else inputs)]
+    try:
+        inputs = [os.fspath(p) for p in ([inputs] if isinstance(inputs, (str, os.PathLike)) else inputs)]
+    except TypeError:
+        raise TypeError(f"prepare: inputs must be a path or a list of paths, got {inputs!r}") from None
     if not inputs:
-        raise ValueError("no input files given")
+        raise ValueError("prepare: inputs holds no input files")
     for p in inputs:
         if not os.path.isfile(p):
             raise FileNotFoundError(f"input file {p} does not exist")
     val_count(0, val_fraction)  # validate before doing any work
-    if shard_tokens < 1:
-        raise ValueError(f"shard_tokens must be positive, got {shard_tokens}")
+    if isinstance(shard_tokens, bool) or not isinstance(shard_tokens, (int, np.integer)) or shard_tokens < 1:
+        raise ValueError(f"shard_tokens must be a positive integer, got {shard_tokens!r}")
     out_dir = os.fspath(out_dir)
     os.makedirs(out_dir, exist_ok=True)
 

@@ -152,6 +152,11 @@ class Tokenizer:
         Needs the `tokenizers` package.
         """
         hf = _import_tokenizers()
+        if isinstance(vocab_size, bool) or not isinstance(vocab_size, (int, np.integer)):
+            raise TypeError(f"Tokenizer.train: vocab_size must be an integer, got {vocab_size!r}")
+        if source is None or isinstance(source, (int, float, bytes)):
+            raise TypeError(f"Tokenizer.train: source must be a path, a list of paths or texts, got "
+                            f"{type(source).__name__}")
         if vocab_size < 256 + len(special_tokens):
             raise ValueError(f"vocab_size must be at least 256 + {len(special_tokens)} special tokens, "
                              f"got {vocab_size}")
@@ -196,6 +201,8 @@ class Tokenizer:
         """'bytes', 'gpt2', a Tokenizer, or a path accepted by load() (the form the command line uses)."""
         if isinstance(spec, Tokenizer):
             return spec
+        if not isinstance(spec, (str, os.PathLike)):  # an int would be taken as an open file descriptor's path
+            raise TypeError(f"tokenizer spec must be 'bytes', 'gpt2', a path or a Tokenizer, got {spec!r}")
         if spec in ("bytes", "byte"):
             return cls.bytes()
         if spec == "gpt2":
@@ -332,7 +339,7 @@ class Tokenizer:
     # ----- encoding -----
     def encode(self, text: str, allow_special: bool = False) -> list[int]:
         if not isinstance(text, str):
-            raise TypeError(f"encode takes a str, got {type(text).__name__}")
+            raise TypeError(f"encode: text must be a str, got {type(text).__name__}")
         if self.kind == "bytes":
             if allow_special and self.eot_token is not None and EOT in text:
                 return self.encode_array(text, allow_special).tolist()

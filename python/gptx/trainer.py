@@ -56,7 +56,8 @@ class TrainConfig:
                 raise ValueError(f"TrainConfig.{name} must be an integer, got {v!r}")
             if int(getattr(self, name)) < 1 and not (name == "steps" and self.steps == 0):
                 raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
-        if self.lr <= 0 or not math.isfinite(self.lr):
+        if isinstance(self.lr, (bool, str)) or not isinstance(self.lr, (int, float, np.number)) or \
+                self.lr <= 0 or not math.isfinite(self.lr):
             raise ValueError(f"TrainConfig.lr must be a positive number, got {self.lr}")
         _check_fields(self)
 
