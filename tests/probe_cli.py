@@ -210,8 +210,14 @@ def names_argument(message: str, case: dict, bad_value) -> bool:
     text = message.lower()
     args = dict(API[[n for n, _, _ in API].index(case["name"])][1])
     keys = {k for a in args for k in (a.lower(), a.replace("_", " ").lower(), a.replace("_", "-").lower())}
-    # a one- or two-letter name ("a", "n") counts only quoted, as the native ops write it ("argument 'a'")
-    if any((f"'{k}'" in text) if len(k) <= 2 else re.search(rf"\b{re.escape(k)}\b", text) for k in keys):
+    # a one-letter name ("a", "n") counts quoted, as the native ops write it ("argument 'a'"), or right after the
+    # function's name ("set_num_threads: n must be ..."); not as the article "a" of any sentence
+    def named(k):
+        if len(k) == 1:
+            return f"'{k}'" in text or re.search(rf":\s*{k}\b", text) is not None
+        return re.search(rf"\b{re.escape(k)}\b", text) is not None
+
+    if any(named(k) for k in keys):
         return True
     return isinstance(bad_value, (str, os.PathLike)) and bool(os.fspath(bad_value)) and \
         os.fspath(bad_value).lower() in text

@@ -13,3 +13,12 @@ def integer(where: str, name: str, value, low: int | None = None, high: int | No
         bounds = f">= {low}" if high is None else f"in [{low}, {high}]" if low is not None else f"<= {high}"
         raise ValueError(f"{where}: {name} must be {bounds}, got {v}")
     return v
+
+
+def path(where: str, name: str, value) -> str:
+    """value as a str path; TypeError naming the argument for None, a number or another non-path."""
+    import os
+
+    if not isinstance(value, (str, os.PathLike)):
+        raise TypeError(f"{where}: {name} must be a path (str or os.PathLike), got {type(value).__name__}")
+    return os.fspath(value)

@@ -10,7 +10,10 @@ def get_num_threads() -> int:
 
 def set_num_threads(n: int) -> None:
     """Set the threads the CPU kernels use (n >= 1)."""
-    _core.set_num_threads(integer("set_num_threads", "n", n))  # 1.5 or "3" are refused, not truncated
+    n = integer("set_num_threads", "n", n)  # 1.5 or "3" are refused, not truncated
+    if not -2**31 <= n < 2**31:  # past what the native int holds: the native check's message
+        raise ValueError(f"set_num_threads: argument 'n' must be in [1, 1024], got {n}")
+    _core.set_num_threads(n)
 
 
 def info() -> dict:

@@ -100,6 +100,11 @@ def save_checkpoint(out_dir, model, optimizer=None, state=None, tokenizer=None, 
     state: a JSON-able dict; its "step" (default: the optimizer's step count, else 0) names the directory.
     keep: how many checkpoints to keep in out_dir (older ones are deleted after the new one is in place); 0 keeps all.
     """
+    from gptx._checks import path as _path
+
+    _path("save_checkpoint", "out_dir", out_dir)
+    if not hasattr(model, "state_dict") or not hasattr(model, "config"):
+        raise TypeError(f"save_checkpoint: model must be a gptx.GPT, got {type(model).__name__}")
     if isinstance(keep, bool) or not isinstance(keep, (int, np.integer)) or keep < 0:
         raise ValueError(f"save_checkpoint: keep must be an integer >= 0 (0 keeps all), got {keep!r}")
     out_dir = Path(out_dir)
@@ -356,7 +361,9 @@ class Checkpoint:
 
 def load_checkpoint(path, with_optimizer=True) -> Checkpoint:
     """Verify and load a checkpoint directory (or a run directory's latest checkpoint)."""
-    path = resolve_checkpoint(path)
+    from gptx._checks import path as _path
+
+    path = resolve_checkpoint(_path("load_checkpoint", "path", path))
     manifest = verify_checkpoint(path)
     config = _read_json(path / "config.json")
     state = _read_json(path / "state.json")

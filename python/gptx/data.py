@@ -27,7 +27,9 @@ def shakespeare_text() -> str:
 
 def load_text(path) -> str:
     """A UTF-8 text file (ValueError naming the file and byte offset if it is not valid UTF-8)."""
-    return read_text(os.fspath(path))
+    from gptx._checks import path as _path
+
+    return read_text(_path("load_text", "path", path))
 
 
 def train_val_split(tokens, val_fraction: float = 0.1):

@@ -7,6 +7,7 @@ import os
 import numpy as np
 
 from gptx._checks import integer
+from gptx._checks import path as _path
 from gptx._fileio import to_json_types
 
 IGNORE_INDEX = -100  # targets with this value are left out of the loss (GPT.forward's ignore index)
@@ -19,7 +20,7 @@ def load_jsonl_pairs(path) -> list[tuple[str, str]]:
 
     Blank lines are skipped; other keys are ignored. Any bad line is a ValueError naming the file and line number.
     """
-    path = os.fspath(path)
+    path = _path("load_jsonl_pairs", "path", path)
     pairs = []
     with open(path, "rb") as f:
         for lineno, raw in enumerate(f, 1):

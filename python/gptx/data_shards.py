@@ -183,7 +183,9 @@ def load_shards(directory, split: str = "train", verify: bool = False) -> Sharde
 
     verify=True also re-hashes each file against the sha256 in the index (reads everything once).
     """
-    directory = os.fspath(directory)
+    from gptx._checks import path as _path
+
+    directory = _path("load_shards", "directory", directory)
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     index = load_shard_index(directory)
@@ -291,6 +293,9 @@ def prepare(inputs, out_dir, tokenizer="gpt2", shard_tokens: int = 100_000_000, 
     from gptx._fileio import iter_text_chunks
     from gptx.tokenizer import Tokenizer
 
+    from gptx._checks import path as _path
+
+    _path("prepare", "out_dir", out_dir)
     started = time.perf_counter()
     tok = Tokenizer.from_spec(tokenizer)
     if tok.vocab_size > MAX_TOKEN_ID + 1:

@@ -26,9 +26,11 @@ def load(path, tokenizer=None, device: str = "cpu", dtype: str = "float32"):
     model of vocabulary 256 is the byte tokenizer without end-of-text, the form such models were trained with).
     device, dtype: where the model goes (model.to).
     """
+    from gptx._checks import path as _path
     from gptx.checkpoint import is_checkpoint, load_checkpoint
     from gptx.model import GPT, GPTConfig
 
+    _path("gptx.load", "path", path)
     hf_io.check_local(path)
     folder = Path(path)
     if not folder.exists():

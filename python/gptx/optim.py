@@ -10,6 +10,8 @@ _F32 = 4  # bytes per float32: offsets into a flat buffer come from data_ptr dif
 
 
 def _named(named_params):
+    if not isinstance(named_params, dict) and not hasattr(named_params, "__iter__"):
+        raise TypeError(f"AdamW: named_params must be a dict or (name, array) pairs, got {named_params!r}")
     items = list(named_params.items()) if isinstance(named_params, dict) else list(named_params)
     names = [n for n, _ in items]
     if len(set(names)) != len(names):
@@ -46,6 +48,8 @@ class AdamW:
         params = _named(named_params)
         if not params:
             raise ValueError("AdamW: named_params is empty: there is nothing to optimize")
+        if not isinstance(grads, dict):
+            raise TypeError(f"AdamW: grads must be a dict of name -> gradient, got {type(grads).__name__}")
         for name, p in params:
             if name not in grads:
                 raise ValueError(f"AdamW: no gradient for parameter {name!r}")
@@ -223,6 +227,8 @@ def clip_grad_norm(grads, max_norm, grad_scale=1.0):
     if max_norm is not None and (isinstance(max_norm, bool) or not isinstance(max_norm, (int, float, np.number))
                                  or math.isnan(max_norm)):
         raise ValueError(f"clip_grad_norm: max_norm must be a number (<= 0 or None: no clipping), got {max_norm!r}")
+    if not isinstance(grads, dict) and not hasattr(grads, "__iter__"):
+        raise TypeError(f"clip_grad_norm: grads must be a dict or a list of arrays, got {grads!r}")
     arrays = list(grads.values()) if isinstance(grads, dict) else list(grads)
     norm = float(ops.global_norm(arrays)) * abs(grad_scale)
     if max_norm is None or max_norm <= 0 or not math.isfinite(norm):

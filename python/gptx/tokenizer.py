@@ -179,7 +179,9 @@ class Tokenizer:
     @classmethod
     def load(cls, path) -> "Tokenizer":
         """Restore a tokenizer saved by save(dir). Also accepts a Hugging Face tokenizer.json (file or folder)."""
-        path = os.fspath(path)
+        from gptx._checks import path as _path
+
+        path = _path("Tokenizer.load", "path", path)
         if os.path.isdir(path):
             meta_path = os.path.join(path, META_FILE)
             if os.path.exists(meta_path):
