@@ -106,4 +106,4 @@ def test_cli_misuses_end_in_one_line(tmp_path, capsys):
     assert main(["train", "--data", str(a_file), "--jsonl", str(tmp_path / "pairs.jsonl"), "--steps", "1",
                  "--out", str(tmp_path / "run")]) == 1  # which of the two would have been used was not said
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "--data and --jsonl" in err[0], err
+    assert len(err) == 1 and "--data" in err[0] and "--jsonl" in err[0] and "give one of them" in err[0], err
