@@ -173,3 +173,40 @@ def test_demo_replans_its_steps_from_the_real_pace(monkeypatch, capsys):
     assert "re-planned from the pace so far" in out
     assert summary["step"] == t.cfg.steps < 400 and not summary["timed_out"]  # the schedule ended in time
     assert np.isclose(t.cfg.schedule_length, t.cfg.steps)
+
+
+def test_first_ctrl_c_stops_a_long_step_within_seconds(tmp_path):
+    """`gptx train` whose steps take seconds (many micro-batches): a SIGINT in the middle of a step ends the process
+    promptly with the last complete step checkpointed."""
+    import os
+    import signal
+    import subprocess
+    import time
+    from pathlib import Path
+
+    import gptx
+    from gptx.checkpoint import load_checkpoint
+
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(Path(gptx.__file__).resolve().parent.parent) + os.pathsep + env.get("PYTHONPATH", "")
+    args = [*TINY, "--grad-accum", "10000", "--steps", "5", "--log-every", "1", "--out", str(tmp_path / "run")]
+    p = subprocess.Popen([sys.executable, "-u", "-m", "gptx", "train", *args], env=env, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True)
+    try:
+        lines = []
+        for line in p.stdout:  # wait until step 1 is done: step 2 is then in flight
+            lines.append(line)
+            if line.startswith("step      1/5 | loss"):
+                break
+        time.sleep(0.5)  # well inside step 2 (a step takes seconds)
+        t0 = time.perf_counter()
+        p.send_signal(signal.SIGINT)
+        rest, _ = p.communicate(timeout=60)
+        waited = time.perf_counter() - t0
+    finally:
+        p.kill()
+    out = "".join(lines) + rest
+    assert p.returncode == 130, out
+    assert "interrupted during step 2: that step is abandoned" in out
+    assert load_checkpoint(tmp_path / "run").step == 1
+    assert waited < 10, f"{waited:.1f} s from Ctrl-C to exit"
