@@ -571,7 +571,9 @@ struct BackwardLauncher {
 
 }  // namespace
 
+// Dropout on the probabilities is applied by the generic kernels only: these decline it (see attention_common.cuh).
 bool tc_forward(const AP& p) {
+    if (p.dropout.threshold != 0) return false;
     if (p.Tq < kTcMinTq || !use_tc(p, (p.Tq + kBr - 1) / kBr)) return false;
     dispatch_tc(p, ForwardLauncher{p});
     return true;
@@ -579,6 +581,7 @@ bool tc_forward(const AP& p) {
 
 bool tc_backward(const AttentionBackwardParams& bp, const float* D) {
     const AP& p = bp.fwd;
+    if (p.dropout.threshold != 0) return false;
     if (p.Tq <= 0 || p.Tk <= 0 || !use_tc(p, (std::max(p.Tq, p.Tk) + 63) / 64)) return false;
     dispatch_tc(p, BackwardLauncher{bp, D});
     return true;
