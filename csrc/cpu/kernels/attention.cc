@@ -47,13 +47,17 @@ constexpr int kBwdBc = 64;
 static_assert(kFwdSB % kFwdBr == 0 && kBwdBc % kW == 0, "blocks are whole sub-blocks / vectors");
 
 // z[c] = the dropout factor (scale or 0) of columns col0 .. col0 + n - 1 of a row, or of column col of rows with
-// states rs[0 .. n - 1]; plain loops the compiler vectorises for this unit's ISA.
+// states rs[0 .. n - 1]; plain loops the compiler vectorises for this unit's ISA (threshold and scale are copied to
+// locals first: read through the struct inside the select, GCC made them conditional loads and gave up).
 static inline void dropout_factors_row(const DropoutMask& m, uint32_t rs, int64_t col0, int64_t n, float* z) {
-    for (int64_t c = 0; c < n; c++) z[c] = dropout_bits(rs, (uint32_t)(col0 + c)) >= m.threshold ? m.scale : 0.0f;
+    const uint32_t thr = m.threshold;
+    const float scale = m.scale;
+    for (int64_t c = 0; c < n; c++) z[c] = dropout_bits(rs, (uint32_t)(col0 + c)) >= thr ? scale : 0.0f;
 }
 static inline void dropout_factors_col(const DropoutMask& m, const uint32_t* rs, int64_t col, int64_t n, float* z) {
-    const uint32_t spread = (uint32_t)col * 0x9e3779b9u;  // dropout_bits' column term, hoisted
-    for (int64_t r = 0; r < n; r++) z[r] = dropout_mix32(rs[r] ^ spread) >= m.threshold ? m.scale : 0.0f;
+    const uint32_t thr = m.threshold, spread = (uint32_t)col * 0x9e3779b9u;  // dropout_bits' column term, hoisted
+    const float scale = m.scale;
+    for (int64_t r = 0; r < n; r++) z[r] = dropout_mix32(rs[r] ^ spread) >= thr ? scale : 0.0f;
 }
 
 // The small products with the forward's and the backward's tile shapes.
