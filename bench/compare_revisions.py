@@ -20,9 +20,10 @@ import sys
 PLAN = {"tiny-v256": (8, 2, 6), "tiny-v50304": (4, 1, 4), "gpt2-t64": (4, 1, 3), "gpt2-t1024": (2, 1, 2)}
 
 
-def run_once(python: str, checkout: str, config: str, steps: int, warmup: int, threads: int) -> dict:
+def run_once(python: str, checkout: str, config: str, steps: int, warmup: int, threads: int,
+             extra: list[str] = ()) -> dict:
     cmd = [python, "bench/compare_train.py", "--_child", "gptx", "--configs", config, "--steps", str(steps),
-           "--warmup", str(warmup), "--threads", str(threads)]
+           "--warmup", str(warmup), "--threads", str(threads), *extra]
     out = subprocess.run(cmd, cwd=checkout, capture_output=True, text=True)
     lines = [line for line in out.stdout.splitlines() if line.startswith("COMPARE_TRAIN_RESULT ")]
     if not lines:
@@ -36,6 +37,9 @@ def main(argv=None) -> int:
     ap.add_argument("--after", required=True, metavar="PYTHON:CHECKOUT")
     ap.add_argument("--configs", default="tiny-v256,gpt2-t64", help=f"comma list of {', '.join(PLAN)}")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--after-args", default="", metavar="ARGS",
+                    help='extra compare_train.py arguments for the after build only, e.g. "--dropout 0.1" (the same '
+                         "build on both sides then times the cost of a setting)")
     args = ap.parse_args(argv)
     builds = {name: spec.split(":", 1) for name, spec in (("before", args.before), ("after", args.after))}
     for config in args.configs.split(","):
@@ -45,7 +49,8 @@ def main(argv=None) -> int:
         for r in range(rounds):
             order = ["before", "after"] if r % 2 == 0 else ["after", "before"]
             for name in order:
-                res = run_once(*builds[name], config, steps, warmup, args.threads)
+                extra = args.after_args.split() if name == "after" else []
+                res = run_once(*builds[name], config, steps, warmup, args.threads, extra)
                 times[name] += res["times"]
                 losses[name] = res["losses"]
         med = {k: statistics.median(v) * 1e3 for k, v in times.items()}

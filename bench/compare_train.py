@@ -58,6 +58,8 @@ def parse_args(argv=None):
     p.add_argument("--rounds", type=int, default=None, help="gptx/torch alternations per config (default 2; "
                                                              "--quick: 1)")
     p.add_argument("--threads", type=int, default=2, help="threads for both frameworks (default 2)")
+    p.add_argument("--dropout", type=float, default=0.0,
+                   help="gptx only: train with this dropout probability (GPT-2's three places; default 0)")
     p.add_argument("--quick", action="store_true", help="few steps and one round: smoke tests, not numbers")
     p.add_argument("--peak-gflops", type=float, default=None,
                    help="fp32 peak for MFU (default: measured by the installed gptx-bench)")
@@ -133,8 +135,9 @@ def run_gptx(cfg, args):
 
     gptx.set_num_threads(args.threads)
     import_mib = proc_status_mib("VmRSS")
+    drop = {"dropout": args.dropout} if args.dropout else {}  # a build from before dropout has no such field
     model = GPT(GPTConfig(n_layer=cfg["n_layer"], n_head=cfg["n_head"], n_embd=cfg["n_embd"], block_size=cfg["T"],
-                          vocab_size=cfg["vocab"]), seed=0)
+                          vocab_size=cfg["vocab"], **drop), seed=0)
     opt = AdamW(model.named_parameters(), model.grads, lr=LR, betas=BETAS, eps=EPS, weight_decay=WEIGHT_DECAY,
                 flat=model.flat_buffers())
     idx, targets = (a.astype(np.int32) for a in batch(cfg))

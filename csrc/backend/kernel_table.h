@@ -29,6 +29,8 @@ struct KernelTable {
     void (*gelu_forward)(const GeluParams&);
     void (*gelu_backward)(const GeluBackwardParams&);
     void (*add_forward)(const AddParams&);
+    void (*dropout_forward)(const DropoutParams&);
+    void (*dropout_backward)(const DropoutParams&);
     void (*embedding_forward)(const EmbeddingParams&);
     void (*embedding_backward)(const EmbeddingBackwardParams&);
     void (*cross_entropy_forward)(const CrossEntropyParams&);

@@ -16,6 +16,7 @@
 #pragma once
 #include <cstdint>
 
+#include "backend/dropout_mask.h"
 #include "gptx/tensor.h"
 
 namespace gptx {
@@ -94,6 +95,11 @@ struct AttentionParams {
     int64_t o_batch_stride = 0, o_row_stride = 0, o_head_stride = 0;
     float scale = 1.0f;
     bool causal = true;
+    // Dropout on the probabilities (threshold 0: none). Element (b, h, i, j) of P is kept with the bits of row
+    // (b * NH + h) * Tq + i, column j (backend/dropout_mask.h) and scaled by dropout.scale; lse stays that of the
+    // undropped scores. Backward regenerates the same mask: dV = (P o Z)^T dO, dS = P o (Z o dO V^T - D), where
+    // D = rowsum(dO o O) as without dropout.
+    DropoutMask dropout;
 };
 // Given dout (strided like out), out and lse from forward, writes dq, dk, dv (strided like q, k, v).
 struct AttentionBackwardParams {
@@ -156,6 +162,19 @@ struct AddParams {  // out = a + b; out may equal a or b (in place)
     const void* b = nullptr;
     DType dtype = DType::float32;
     int64_t n = 0;
+};
+
+// ------------------------------------------------------------------------------------------------ dropout
+// out (rows, cols) = (residual +) inp * Z, Z = mask.scale where dropout_keep(mask, dropout_row(mask.key, r), c), else
+// 0 (the product rounded once, then the residual added). residual may be null; out may equal inp or residual.
+// dropout_backward is the same map without a residual: dinp = dout * Z (the mask is regenerated, never stored).
+struct DropoutParams {
+    void* out = nullptr;
+    const void* inp = nullptr;
+    const void* residual = nullptr;
+    DType dtype = DType::float32;
+    int64_t rows = 0, cols = 0;
+    DropoutMask mask;
 };
 
 // ------------------------------------------------------------------------------------------------ embedding

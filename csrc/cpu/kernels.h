@@ -52,6 +52,8 @@ void layernorm_backward(const LayernormBackwardParams& p);
 void gelu_forward(const GeluParams& p);
 void gelu_backward(const GeluBackwardParams& p);
 void add_forward(const AddParams& p);
+void dropout_forward(const DropoutParams& p);
+void dropout_backward(const DropoutParams& p);
 void embedding_forward(const EmbeddingParams& p);
 void embedding_backward(const EmbeddingBackwardParams& p);
 void cross_entropy_forward(const CrossEntropyParams& p);

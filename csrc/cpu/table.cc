@@ -27,6 +27,8 @@ const KernelTable* GPTX_CAT(cpu_kernels_, GPTX_ISA_NS)() {
         &k::gelu_forward,
         &k::gelu_backward,
         &k::add_forward,
+        &k::dropout_forward,
+        &k::dropout_backward,
         &k::embedding_forward,
         &k::embedding_backward,
         &k::cross_entropy_forward,

@@ -43,7 +43,8 @@ void backward_dot(const AttentionBackwardParams& bp, float* D);
 void backward_generic(const AttentionBackwardParams& bp, const float* D);
 
 // attention_tc.cu: tensor cores for bfloat16/float16 at HS 64 and 128. Each returns false, having launched nothing,
-// for a case it does not take (dtype, head size, Tq below a tile's worth, shared memory, grid size).
+// for a case it does not take (dtype, head size, Tq below a tile's worth, shared memory, grid size). Both families
+// apply dropout on the probabilities (AttentionParams::dropout) inside.
 bool tc_forward(const AP& p);
 bool tc_backward(const AttentionBackwardParams& bp, const float* D);
 

@@ -5,6 +5,8 @@
 // round-robin, lanes split the head dimension, each warp runs its own online softmax and the 4 partial states are
 // merged in a fixed order. Scores are the same lane-split dot product in every generic kernel, so the backward's
 // recomputed P = exp(s - lse) sees the same score as the forward (up to fusing the scale into an fma).
+// Dropout on the probabilities (p.dropout, threshold > 0) multiplies P by the regenerated factor Z where P meets V
+// (forward: the output sum only, not l; backward: dV += P Z dO, dS = P (Z dP - D)). Z is 1 without dropout.
 #include <cmath>
 #include <cstdint>
 
@@ -30,6 +32,12 @@ __global__ void attn_bwd_dot(float* D, const void* dout, AP p) {
         acc = warp_sum(acc);
         if (lane == 0) D[r] = acc;
     }
+}
+
+// The dropout factor of probability (row state rs, key j): 1 without dropout.
+__device__ __forceinline__ float drop_factor(const backend::DropoutMask& m, uint32_t rs, int64_t j) {
+    if (m.threshold == 0) return 1.0f;
+    return backend::dropout_bits(rs, (uint32_t)j) >= m.threshold ? m.scale : 0.0f;
 }
 
 // ------------------------------------------------------------------------------------------------ generic kernels
@@ -74,6 +82,7 @@ __global__ void __launch_bounds__(kGenThreads) attn_fwd_generic(AP p) {
 #pragma unroll
         for (int t = 0; t < kGenPer; t++) o[t] = 0.0f;
         float m = -INFINITY, l = 0.0f;
+        const uint32_t rs = p.dropout.threshold ? backend::dropout_row(p.dropout.key, (uint64_t)r) : 0u;
         for (int64_t j = warp; j < keep; j += kGenWarps) {
             const float s = p.scale * dot_row(q, row_ptr<T>(p.k, p.k_batch_stride, p.k_row_stride, p.k_head_stride,
                                                             b, j, h), HS, lane);
@@ -88,6 +97,7 @@ __global__ void __launch_bounds__(kGenThreads) attn_fwd_generic(AP p) {
                 m = s;
             }
             l = l * alpha + pj;
+            pj *= drop_factor(p.dropout, rs, j);  // after the sum: lse is that of the undropped probabilities
             const T* v = row_ptr<T>(p.v, p.v_batch_stride, p.v_row_stride, p.v_head_stride, b, j, h);
 #pragma unroll
             for (int t = 0; t < kGenPer; t++) {
@@ -137,11 +147,12 @@ __global__ void __launch_bounds__(kGenThreads) attn_bwd_dq_generic(AttentionBack
 #pragma unroll
         for (int t = 0; t < kGenPer; t++) dq[t] = 0.0f;
         const float lse = p.lse[r], Di = Dbuf[r];
+        const uint32_t rs = p.dropout.threshold ? backend::dropout_row(p.dropout.key, (uint64_t)r) : 0u;
         for (int64_t j = warp; j < keep; j += kGenWarps) {
             const T* k = row_ptr<T>(p.k, p.k_batch_stride, p.k_row_stride, p.k_head_stride, b, j, h);
             const T* v = row_ptr<T>(p.v, p.v_batch_stride, p.v_row_stride, p.v_head_stride, b, j, h);
             const float P = expf(p.scale * dot_row(q, k, HS, lane) - lse);
-            const float dS = P * (dot_row(dout, v, HS, lane) - Di);
+            const float dS = P * (drop_factor(p.dropout, rs, j) * dot_row(dout, v, HS, lane) - Di);
 #pragma unroll
             for (int t = 0; t < kGenPer; t++) {
                 const int d = lane + 32 * t;
@@ -188,13 +199,16 @@ __global__ void __launch_bounds__(kGenThreads) attn_bwd_dkdv_generic(AttentionBa
             const T* dout = row_ptr<T>(bp.dout, p.o_batch_stride, p.o_row_stride, p.o_head_stride, b, i, h);
             const int64_t ri = bh * p.Tq + i;
             const float P = expf(p.scale * dot_row(k, q, HS, lane) - p.lse[ri]);
-            const float dS = P * (dot_row(v, dout, HS, lane) - Dbuf[ri]);
+            const float Z = p.dropout.threshold ? drop_factor(p.dropout, backend::dropout_row(p.dropout.key, ri), j)
+                                                : 1.0f;
+            const float dS = P * (Z * dot_row(v, dout, HS, lane) - Dbuf[ri]);
+            const float PZ = P * Z;
 #pragma unroll
             for (int t = 0; t < kGenPer; t++) {
                 const int d = lane + 32 * t;
                 if (d < HS) {
                     dk[t] = fmaf(dS, to_float(q[d]), dk[t]);
-                    dv[t] = fmaf(P, to_float(dout[d]), dv[t]);
+                    dv[t] = fmaf(PZ, to_float(dout[d]), dv[t]);
                 }
             }
         }

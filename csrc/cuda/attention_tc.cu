@@ -7,6 +7,11 @@
 // query blocks, warp owns 16 keys: S^T = K Q^T, P^T, dP^T = V dO^T, dS^T, dV += P^T dO, dK += dS^T Q, accumulators
 // in wmma fragments) and one per query block for dQ (loops over key blocks: S, P, dP, dS, dQ += dS K). No atomics:
 // every output element is owned by one warp, so results are deterministic.
+// Dropout on the probabilities (DROP, a template flag so the dropout-free kernels are the code that ran before):
+// forward stores P Z for the P V product while the row sum l takes P; backward stores P Z (16-bit) for dV and forms
+// dS = P (Z dP - D). Z is regenerated per element from the row states (backend/dropout_mask.h): in dK/dV, whose
+// lanes run along key rows, the 64 query rows' states are staged in shared memory next to lse and D.
+// (Over 600 lines: the three kernels share tile layouts and helpers that nothing else uses.)
 // Measured on an H200 (bf16, B=8 NH=12 T=1024 HS=64 causal, packed qkv): forward 0.31 ms (~42 TFLOP/s), backward
 // 1.10 ms; HS=128: 0.78 / 3.18 ms. Well below FlashAttention-2: the next step is register-resident mma.sync m16n8k16
 // tiles (ldmatrix, softmax on the accumulator layout) with cp.async double-buffered K/V, replacing the smem round trips.
@@ -40,8 +45,9 @@ struct TcLayout {
     static constexpr size_t ofl = (size_t)64 * kLdO * 4;
     // forward: Q, K, V tiles, S, P, O
     static constexpr size_t fwd_bytes = 3 * tile16 + score + p16 + ofl;
-    // backward kernels: 4 tiles, S (then P in float), dP, P and dS in 16 bits, plus lse/D (2 x 64 floats)
-    static constexpr size_t bwd_bytes = 4 * tile16 + 2 * score + 2 * p16 + 2 * 64 * 4;
+    // backward kernels: 4 tiles, S (then P in float), dP, P and dS in 16 bits, plus lse/D (2 x 64 floats) and the
+    // dropout row states of the query tile (64 x 4 bytes)
+    static constexpr size_t bwd_bytes = 4 * tile16 + 2 * score + 2 * p16 + 3 * 64 * 4;
 };
 
 // Loads rows [r0, r0 + 64) of one (b, h) slice (row stride rs elements, head dim D contiguous) into a 16-bit smem
@@ -79,7 +85,12 @@ __device__ __forceinline__ int rot_col(int lane, int c) {
 #define GPTX_ATTN_TC 1
 #endif
 
-template <typename T, int D>
+// The dropout factor of probability (row state rs, key j): mask.scale when kept, else 0.
+__device__ __forceinline__ float tc_drop(const backend::DropoutMask& m, uint32_t rs, int64_t j) {
+    return backend::dropout_bits(rs, (uint32_t)j) >= m.threshold ? m.scale : 0.0f;
+}
+
+template <typename T, int D, bool DROP>
 __global__ void __launch_bounds__(kTcThreads) attn_fwd_tc(AP p) {
 #ifdef GPTX_ATTN_TC
     using L = TcLayout<D>;
@@ -113,6 +124,7 @@ __global__ void __launch_bounds__(kTcThreads) attn_fwd_tc(AP p) {
     const int64_t qi = i0 + myrow;
     const int64_t limit = qi < p.Tq ? kept_keys(p.causal, p.Tq, p.Tk, qi) : 0;
     float m = -INFINITY, l = 0.0f;
+    const uint32_t drs = DROP ? backend::dropout_row(p.dropout.key, (uint64_t)(bh * p.Tq + qi)) : 0u;
 
     // keys the tile's last query may see
     const int64_t tile_last = (i0 + kBr < p.Tq ? i0 + kBr : p.Tq) - 1;
@@ -157,7 +169,8 @@ __global__ void __launch_bounds__(kTcThreads) attn_fwd_tc(AP p) {
             for (int c = 0; c < 32; c++) {
                 const float pc = expf(s[c] - mnew);  // masked: exp(-inf) = 0
                 rs += pc;
-                Ps[myrow * kLdP + rot_col(lane, c)] = from_float<T>(pc);
+                const int col = rot_col(lane, c);
+                Ps[myrow * kLdP + col] = from_float<T>(DROP ? pc * tc_drop(p.dropout, drs, j0 + col) : pc);
             }
         } else {
 #pragma unroll
@@ -227,7 +240,7 @@ __device__ __forceinline__ void store_block16(T* base, int64_t rs, int64_t r0, i
 }
 
 // dK, dV for one key block of 64 keys; warp w owns keys 16w .. 16w + 15 of it.
-template <typename T, int D>
+template <typename T, int D, bool DROP>
 __global__ void __launch_bounds__(kTcThreads) attn_bwd_dkdv_tc(AttentionBackwardParams bp, const float* Dbuf) {
 #ifdef GPTX_ATTN_TC
     using L = TcLayout<D>;
@@ -244,6 +257,7 @@ __global__ void __launch_bounds__(kTcThreads) attn_bwd_dkdv_tc(AttentionBackward
     T* dSs = reinterpret_cast<T*>(smem + 4 * L::tile16 + 2 * L::score + L::p16);
     float* lse_s = reinterpret_cast<float*>(smem + 4 * L::tile16 + 2 * L::score + 2 * L::p16);
     float* D_s = lse_s + 64;
+    uint32_t* drs_s = reinterpret_cast<uint32_t*>(D_s + 64);
 
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int64_t BH = p.B * p.NH, ntiles = (p.Tk + kBc - 1) / kBc;
@@ -282,6 +296,7 @@ __global__ void __launch_bounds__(kTcThreads) attn_bwd_dkdv_tc(AttentionBackward
             const int64_t qi = i0 + e;
             lse_s[e] = qi < p.Tq ? p.lse[bh * p.Tq + qi] : 0.0f;
             D_s[e] = qi < p.Tq ? Dbuf[bh * p.Tq + qi] : 0.0f;
+            if (DROP) drs_s[e] = backend::dropout_row(p.dropout.key, (uint64_t)(bh * p.Tq + qi));
         }
         __syncthreads();
 
@@ -309,7 +324,7 @@ __global__ void __launch_bounds__(kTcThreads) attn_bwd_dkdv_tc(AttentionBackward
             const bool kept = qi < p.Tq && kj < p.Tk && (!p.causal || kj <= p.Tk - p.Tq + qi);
             const float P = kept ? expf(Ss[myrow * kLdS + col] * p.scale - lse_s[col]) : 0.0f;
             Ss[myrow * kLdS + col] = P;
-            Ps[myrow * kLdP + col] = from_float<T>(P);
+            Ps[myrow * kLdP + col] = from_float<T>(DROP ? P * tc_drop(p.dropout, drs_s[col], kj) : P);
         }
         __syncwarp();
         // dP^T_w (16 keys x 64 queries) = V_w dO^T
@@ -332,7 +347,8 @@ __global__ void __launch_bounds__(kTcThreads) attn_bwd_dkdv_tc(AttentionBackward
         for (int c = 0; c < 32; c++) {
             const int col = rot_col(lane, c);
             const int e = myrow * kLdS + col;
-            dSs[myrow * kLdP + col] = from_float<T>(Ss[e] * (dPs[e] - D_s[col]));
+            const float dP = DROP ? dPs[e] * tc_drop(p.dropout, drs_s[col], kj) : dPs[e];
+            dSs[myrow * kLdP + col] = from_float<T>(Ss[e] * (dP - D_s[col]));
         }
         __syncwarp();
         // dV_w += P^T_w dO, dK_w += dS^T_w Q (scale applied on the store)
@@ -374,7 +390,7 @@ __global__ void __launch_bounds__(kTcThreads) attn_bwd_dkdv_tc(AttentionBackward
 }
 
 // dQ for one query block of 64 queries; warp w owns queries 16w .. 16w + 15.
-template <typename T, int D>
+template <typename T, int D, bool DROP>
 __global__ void __launch_bounds__(kTcThreads) attn_bwd_dq_tc(AttentionBackwardParams bp, const float* Dbuf) {
 #ifdef GPTX_ATTN_TC
     using L = TcLayout<D>;
@@ -406,6 +422,7 @@ __global__ void __launch_bounds__(kTcThreads) attn_bwd_dq_tc(AttentionBackwardPa
     const int64_t limit = qi < p.Tq ? kept_keys(p.causal, p.Tq, p.Tk, qi) : 0;
     const float lse = qi < p.Tq ? p.lse[bh * p.Tq + qi] : 0.0f;
     const float Di = qi < p.Tq ? Dbuf[bh * p.Tq + qi] : 0.0f;
+    const uint32_t drs = DROP ? backend::dropout_row(p.dropout.key, (uint64_t)(bh * p.Tq + qi)) : 0u;
 
     wmma::fragment<wmma::accumulator, 16, 16, 16, float> dq[D / 16];
 #pragma unroll
@@ -462,7 +479,8 @@ __global__ void __launch_bounds__(kTcThreads) attn_bwd_dq_tc(AttentionBackwardPa
         for (int c = 0; c < 32; c++) {
             const int col = rot_col(lane, c);
             const int e = myrow * kLdS + col;
-            dSs[myrow * kLdP + col] = from_float<T>(Ss[e] * (dPs[e] - Di));
+            const float dP = DROP ? dPs[e] * tc_drop(p.dropout, drs, j0 + col) : dPs[e];
+            dSs[myrow * kLdP + col] = from_float<T>(Ss[e] * (dP - Di));
         }
         __syncwarp();
         // dQ_w += dS_w K
@@ -521,25 +539,25 @@ void set_smem(K kernel, size_t bytes) {
     GPTX_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes));
 }
 
-template <typename T, int D>
+template <typename T, int D, bool DROP>
 void launch_forward(const AP& p) {
     const int64_t tiles = (p.Tq + kBr - 1) / kBr;
     const size_t bytes = TcLayout<D>::fwd_bytes;
-    set_smem(attn_fwd_tc<T, D>, bytes);
-    attn_fwd_tc<T, D><<<(unsigned)(tiles * p.B * p.NH), kTcThreads, bytes, stream()>>>(p);
+    set_smem(attn_fwd_tc<T, D, DROP>, bytes);
+    attn_fwd_tc<T, D, DROP><<<(unsigned)(tiles * p.B * p.NH), kTcThreads, bytes, stream()>>>(p);
     GPTX_CUDA_CHECK_LAUNCH("attention_forward (tensor cores)");
 }
 
-template <typename T, int D>
+template <typename T, int D, bool DROP>
 void launch_backward(const AttentionBackwardParams& bp, const float* Dbuf) {
     const AP& p = bp.fwd;
     const size_t bytes = TcLayout<D>::bwd_bytes;
     const int64_t ktiles = (p.Tk + kBc - 1) / kBc, qtiles = (p.Tq + kBr - 1) / kBr;
-    set_smem(attn_bwd_dkdv_tc<T, D>, bytes);
-    attn_bwd_dkdv_tc<T, D><<<(unsigned)(ktiles * p.B * p.NH), kTcThreads, bytes, stream()>>>(bp, Dbuf);
+    set_smem(attn_bwd_dkdv_tc<T, D, DROP>, bytes);
+    attn_bwd_dkdv_tc<T, D, DROP><<<(unsigned)(ktiles * p.B * p.NH), kTcThreads, bytes, stream()>>>(bp, Dbuf);
     GPTX_CUDA_CHECK_LAUNCH("attention_backward dk/dv (tensor cores)");
-    set_smem(attn_bwd_dq_tc<T, D>, bytes);
-    attn_bwd_dq_tc<T, D><<<(unsigned)(qtiles * p.B * p.NH), kTcThreads, bytes, stream()>>>(bp, Dbuf);
+    set_smem(attn_bwd_dq_tc<T, D, DROP>, bytes);
+    attn_bwd_dq_tc<T, D, DROP><<<(unsigned)(qtiles * p.B * p.NH), kTcThreads, bytes, stream()>>>(bp, Dbuf);
     GPTX_CUDA_CHECK_LAUNCH("attention_backward dq (tensor cores)");
 }
 
@@ -559,14 +577,24 @@ constexpr int64_t kTcMinTq = 16;
 struct ForwardLauncher {
     const AP& p;
     template <typename T, int D>
-    void operator()() const { launch_forward<T, D>(p); }
+    void operator()() const {
+        if (p.dropout.threshold != 0)
+            launch_forward<T, D, true>(p);
+        else
+            launch_forward<T, D, false>(p);
+    }
 };
 
 struct BackwardLauncher {
     const AttentionBackwardParams& bp;
     const float* D;
     template <typename T, int HS>
-    void operator()() const { launch_backward<T, HS>(bp, D); }
+    void operator()() const {
+        if (bp.fwd.dropout.threshold != 0)
+            launch_backward<T, HS, true>(bp, D);
+        else
+            launch_backward<T, HS, false>(bp, D);
+    }
 };
 
 }  // namespace

@@ -25,6 +25,8 @@ const KernelTable* cuda_kernels() {
         &cuda::gelu_forward,
         &cuda::gelu_backward,
         &cuda::add_forward,
+        &cuda::dropout_forward,
+        &cuda::dropout_backward,
         &cuda::embedding_forward,
         &cuda::embedding_backward,
         &cuda::cross_entropy_forward,

@@ -101,6 +101,18 @@ std::map<std::string, ConfigValue> hf_values(const json::Value& cfg, const std::
     values["block_size"] = config_value(*cfg.find(context));
     for (const char* key : {"n_layer", "n_head", "n_embd", "vocab_size", "layer_norm_epsilon"})
         if (const json::Value* v = cfg.find(key)) values[key] = config_value(*v);
+    // GPT-2's three dropout probabilities become gptx's one: the largest of those given (GPT-2's own configs set all
+    // three to 0.1; one value keeps the config and `--dropout` a single knob). Each must be a probability in [0, 1);
+    // a folder whose three differ is read with the most regularisation its author asked for at any site.
+    const json::Value* largest = nullptr;
+    for (const char* key : {"resid_pdrop", "embd_pdrop", "attn_pdrop"}) {
+        const json::Value* v = cfg.find(key);
+        if (!v) continue;
+        if (v->kind != json::Value::Kind::number || !(v->num >= 0.0 && v->num < 1.0))
+            throw Error(file + ": " + key + "=" + json_text(*v) + " is not a dropout probability in [0, 1)");
+        if (!largest || v->num > largest->num) largest = v;
+    }
+    if (largest) values["dropout"] = config_value(*largest);
     return values;
 }
 

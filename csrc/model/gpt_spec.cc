@@ -51,6 +51,12 @@ bool epsilon_ok(double x) {
     throw Error("GPTConfig.layer_norm_epsilon must be a number > 0 and <= 1e30 that stays > 0 in float32, got " + got);
 }
 
+bool dropout_ok(double x) { return x >= 0.0 && x < 1.0 && static_cast<float>(x) < 1.0f; }
+
+[[noreturn]] void bad_dropout(const std::string& got) {
+    throw Error("GPTConfig.dropout must be a number in [0, 1) (a probability; 0 turns dropout off), got " + got);
+}
+
 int64_t product(const std::vector<int64_t>& shape) {
     int64_t n = 1;
     for (int64_t d : shape) n *= d;
@@ -72,6 +78,7 @@ void GPTConfig::validate() const {
     for (size_t i = 0; i < 5; ++i)
         if (sizes[i] < 1 || sizes[i] > kMaxConfigSize) bad_size(kSizeFields[i], std::to_string(sizes[i]));
     if (!epsilon_ok(layer_norm_epsilon)) bad_epsilon(number_text(layer_norm_epsilon, false));
+    if (!dropout_ok(dropout)) bad_dropout(number_text(dropout, false));
     if (n_embd % n_head)
         throw Error("GPTConfig.n_embd (" + std::to_string(n_embd) + ") must be a multiple of n_head (" +
                     std::to_string(n_head) + ")");
@@ -88,7 +95,8 @@ void GPTConfig::validate() const {
 
 const std::vector<std::string>& config_fields() {
     static const std::vector<std::string> fields = {"n_layer",    "n_head",     "n_embd",
-                                                    "block_size", "vocab_size", "layer_norm_epsilon"};
+                                                    "block_size", "vocab_size", "layer_norm_epsilon",
+                                                    "dropout"};
     return fields;
 }
 
@@ -121,6 +129,12 @@ GPTConfig config_from_values(const std::map<std::string, ConfigValue>& values, b
         const ConfigValue& v = eps->second;
         if (v.kind == ConfigValue::Kind::other || !epsilon_ok(v.number)) bad_epsilon(value_text(v));
         c.layer_norm_epsilon = static_cast<float>(v.number);
+    }
+    auto drop = values.find("dropout");
+    if (drop != values.end()) {
+        const ConfigValue& v = drop->second;
+        if (v.kind == ConfigValue::Kind::other || !dropout_ok(v.number)) bad_dropout(value_text(v));
+        c.dropout = static_cast<float>(v.number);
     }
     c.validate();
     return c;

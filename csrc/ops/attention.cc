@@ -3,6 +3,7 @@
 
 #include "gptx/ops.h"
 #include "ops/check.h"
+#include "ops/dropout_spec.h"
 
 namespace gptx {
 
@@ -121,9 +122,10 @@ void grad_pointers(const AttentionLayout& L, const AttentionGrads& g, backend::A
 }  // namespace
 
 AttentionOutputs attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, bool causal, float scale,
-                                   int64_t kv_len, const Tensor& out_, const Tensor& lse_) {
+                                   int64_t kv_len, const Tensor& out_, const Tensor& lse_, const Dropout& dropout) {
     const Check c("attention_forward");
     const AttentionLayout L = check_layout(c, q, k, v, causal, kv_len);
+    const backend::DropoutMask mask = detail::dropout_mask(c, dropout);
     if (!std::isfinite(scale) || scale < 0.0f)
         c.fail("scale", "must be a positive finite number, or 0 for 1/sqrt(HS)");
     AttentionOutputs r;
@@ -139,15 +141,18 @@ AttentionOutputs attention_forward(const Tensor& q, const Tensor& k, const Tenso
     backend::AttentionParams p = make_params(c, L, q, k, v, causal, scale);
     p.out = r.out.data_ptr();
     p.lse = r.lse.data<float>();
+    p.dropout = mask;
     c.backend()->attention_forward(p);
     return r;
 }
 
 AttentionGrads attention_backward(const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
                                   const Tensor& out, const Tensor& lse, bool causal, float scale, int64_t kv_len,
-                                  const Tensor& dq_, const Tensor& dk_, const Tensor& dv_, bool accumulate) {
+                                  const Tensor& dq_, const Tensor& dk_, const Tensor& dv_, bool accumulate,
+                                  const Dropout& dropout) {
     const Check c("attention_backward");
     const AttentionLayout L = check_layout(c, q, k, v, causal, kv_len);
+    const backend::DropoutMask mask = detail::dropout_mask(c, dropout);
     if (!std::isfinite(scale) || scale < 0.0f)
         c.fail("scale", "must be a positive finite number, or 0 for 1/sqrt(HS)");
     c.act(dout, "dout");
@@ -185,6 +190,7 @@ AttentionGrads attention_backward(const Tensor& dout, const Tensor& q, const Ten
     p.dout = dout.data_ptr();
     grad_pointers(L, g, &p);
     p.accumulate = accumulate;
+    p.fwd.dropout = mask;
     c.backend()->attention_backward(p);
     return g;
 }

@@ -60,13 +60,13 @@ void bind_gpt_spec(py::module_& m) {
 
     py::class_<GPTConfig>(m, "GPTConfig", "GPT-2 architecture sizes, validated (gptx/gpt_spec.h).")
         .def(py::init([](int64_t n_layer, int64_t n_head, int64_t n_embd, int64_t block_size, int64_t vocab_size,
-                         float eps) {
-                 GPTConfig c{n_layer, n_head, n_embd, block_size, vocab_size, eps};
+                         float eps, float dropout) {
+                 GPTConfig c{n_layer, n_head, n_embd, block_size, vocab_size, eps, dropout};
                  c.validate();
                  return c;
              }),
              arg("n_layer"), arg("n_head"), arg("n_embd"), arg("block_size"), arg("vocab_size"),
-             arg("layer_norm_epsilon") = 1e-5f)
+             arg("layer_norm_epsilon") = 1e-5f, arg("dropout") = 0.0f)
         .def_static("from_values", [](py::dict values, bool require_sizes) {
                 std::map<std::string, ConfigValue> vs;
                 for (auto item : values) vs[py::str(item.first)] = config_value(item.second);
@@ -79,6 +79,7 @@ void bind_gpt_spec(py::module_& m) {
         .def_readonly("block_size", &GPTConfig::block_size)
         .def_readonly("vocab_size", &GPTConfig::vocab_size)
         .def_readonly("layer_norm_epsilon", &GPTConfig::layer_norm_epsilon)
+        .def_readonly("dropout", &GPTConfig::dropout)
         .def_property_readonly("head_size", &GPTConfig::head_size)
         .def_property_readonly("padded_vocab_size", [](const GPTConfig& c) { return c.padded_vocab_size(); });
 

@@ -24,9 +24,40 @@ float attention_scale(py::handle scale, const char* op) {
                     std::string(py::str(scale)));
     return static_cast<float>(s);
 }
+
+// Python's dropout argument: None (no dropout) or a gptx.ops.Dropout.
+Dropout as_dropout(py::handle d, const char* op) {
+    if (d.is_none()) return Dropout();
+    if (!py::isinstance<Dropout>(d))
+        throw TypeError(std::string(op) + ": argument 'dropout' must be a gptx.ops.Dropout or None, got " +
+                        std::string(py::str(py::type::of(d).attr("__name__"))));
+    return d.cast<Dropout>();
+}
 }  // namespace
 
 void bind_ops(py::module_& m) {
+    py::class_<Dropout>(m, "Dropout", "Dropout probability p and the key of its mask: (seed, step, layer, site).")
+        .def(py::init([](float p, uint64_t seed, int64_t step, int64_t layer, int64_t site) {
+                 Dropout d;
+                 d.p = p;
+                 d.seed = seed;
+                 d.step = step;
+                 d.layer = layer;
+                 d.site = site;
+                 return d;
+             }),
+             arg("p"), arg("seed") = 0, arg("step") = 0, arg("layer") = 0, arg("site") = 0)
+        .def_readonly("p", &Dropout::p)
+        .def_readonly("seed", &Dropout::seed)
+        .def_readonly("step", &Dropout::step)
+        .def_readonly("layer", &Dropout::layer)
+        .def_readonly("site", &Dropout::site)
+        .def("__repr__", [](const Dropout& d) {
+            return "Dropout(p=" + std::string(py::str(py::float_(d.p))) + ", seed=" + std::to_string(d.seed) +
+                   ", step=" + std::to_string(d.step) + ", layer=" + std::to_string(d.layer) +
+                   ", site=" + std::to_string(d.site) + ")";
+        });
+
     m.def("matmul_forward", [](py::object a, py::object b, py::object bias, bool trans_a, bool trans_b, py::object out,
                                bool accumulate) {
         const char* op = "matmul_forward";
@@ -78,39 +109,43 @@ void bind_ops(py::module_& m) {
     }, arg("dout"), arg("out"), arg("scale") = 1.0f, arg("dinp") = None);
 
     m.def("attention_forward", [](py::object q, py::object k, py::object v, bool causal, py::object scale_,
-                                  int64_t kv_len, py::object out, py::object lse) {
+                                  int64_t kv_len, py::object out, py::object lse, py::object dropout) {
         const char* op = "attention_forward";
         const float scale = attention_scale(scale_, op);
+        const Dropout drop = as_dropout(dropout, op);
         Tensor tq = as_tensor(q, op, "q"), tk = as_tensor(k, op, "k", true), tv = as_tensor(v, op, "v", true);
         Tensor to = as_output(out, op, "out"), tl = as_output(lse, op, "lse");
         AttentionOutputs r;
         {
             py::gil_scoped_release nogil;
-            r = attention_forward(tq, tk, tv, causal, scale, kv_len, to, tl);
+            r = attention_forward(tq, tk, tv, causal, scale, kv_len, to, tl, drop);
         }
         return py::make_tuple(r.out, r.lse);
     }, arg("q"), arg("k") = None, arg("v") = None, arg("causal") = true, arg("scale") = None, arg("kv_len") = -1,
-       arg("out") = None, arg("lse") = None,
-       "(out, lse). q (B, Tq, NH, HS) with k, v (B, Tk, NH, HS); or packed qkv (B, T, 3, NH, HS) as q alone.");
+       arg("out") = None, arg("lse") = None, arg("dropout") = None,
+       "(out, lse). q (B, Tq, NH, HS) with k, v (B, Tk, NH, HS); or packed qkv (B, T, 3, NH, HS) as q alone. "
+       "dropout: a Dropout applied to the probabilities inside the kernel.");
 
     m.def("attention_backward", [](py::object dout, py::object q, py::object k, py::object v, py::object out,
                                    py::object lse, bool causal, py::object scale_, int64_t kv_len, py::object dq,
-                                   py::object dk, py::object dv, bool accumulate) {
+                                   py::object dk, py::object dv, bool accumulate, py::object dropout) {
         const char* op = "attention_backward";
         const float scale = attention_scale(scale_, op);
+        const Dropout drop = as_dropout(dropout, op);
         Tensor tdo = as_tensor(dout, op, "dout"), tq = as_tensor(q, op, "q"), tk = as_tensor(k, op, "k", true),
                tv = as_tensor(v, op, "v", true), to = as_tensor(out, op, "out"), tl = as_tensor(lse, op, "lse");
         Tensor tdq = as_output(dq, op, "dq"), tdk = as_output(dk, op, "dk"), tdv = as_output(dv, op, "dv");
         AttentionGrads g;
         {
             py::gil_scoped_release nogil;
-            g = attention_backward(tdo, tq, tk, tv, to, tl, causal, scale, kv_len, tdq, tdk, tdv, accumulate);
+            g = attention_backward(tdo, tq, tk, tv, to, tl, causal, scale, kv_len, tdq, tdk, tdv, accumulate, drop);
         }
         auto opt = [](const Tensor& t) { return t.defined() ? py::cast(t) : py::object(py::none()); };
         return py::make_tuple(opt(g.dq), opt(g.dk), opt(g.dv));
     }, arg("dout"), arg("q"), arg("k"), arg("v"), arg("out"), arg("lse"), arg("causal") = true, arg("scale") = None,
        arg("kv_len") = -1, arg("dq") = None, arg("dk") = None, arg("dv") = None, arg("accumulate") = false,
-       "(dq, dk, dv); in the packed layout (k = v = None) dq is dqkv and dk = dv = None.");
+       arg("dropout") = None,
+       "(dq, dk, dv); in the packed layout (k = v = None) dq is dqkv and dk = dv = None. dropout: the forward's.");
 
     m.def("layernorm_forward", [](py::object inp, py::object weight, py::object bias, float eps, py::object out,
                                   py::object mean, py::object rstd) {
@@ -180,6 +215,24 @@ void bind_ops(py::module_& m) {
         py::gil_scoped_release nogil;
         return add_forward(ta, tb, to);
     }, arg("a"), arg("b"), arg("out") = None);
+
+    m.def("dropout_forward", [](py::object inp, py::object dropout, py::object residual, py::object out) {
+        const char* op = "dropout_forward";
+        const Dropout drop = as_dropout(dropout, op);
+        Tensor ti = as_tensor(inp, op, "inp"), tr = as_tensor(residual, op, "residual", true);
+        Tensor to = as_output(out, op, "out");
+        py::gil_scoped_release nogil;
+        return dropout_forward(ti, drop, tr, to);
+    }, arg("inp"), arg("dropout"), arg("residual") = None, arg("out") = None,
+       "out = (residual +) inp * mask / (1 - p); rows of the mask are inp's rows over its last dim.");
+
+    m.def("dropout_backward", [](py::object dout, py::object dropout, py::object dinp) {
+        const char* op = "dropout_backward";
+        const Dropout drop = as_dropout(dropout, op);
+        Tensor td = as_tensor(dout, op, "dout"), ti = as_output(dinp, op, "dinp");
+        py::gil_scoped_release nogil;
+        return dropout_backward(td, drop, ti);
+    }, arg("dout"), arg("dropout"), arg("dinp") = None, "dinp = dout * mask / (1 - p), the forward's mask.");
 
     m.def("cross_entropy_forward", [](py::object logits, py::object targets, int64_t V, int32_t ignore_index,
                                       py::object losses, py::object lse, py::object loss) {

@@ -32,10 +32,17 @@ int64_t kept_keys(const AttentionParams& p, int64_t i) {
     return last + 1 < p.Tk ? last + 1 : p.Tk;
 }
 
+// The dropout factor Z_ij of probability (row, j): mask.scale when kept, 0 when dropped, 1 without dropout.
+double dropout_factor(const DropoutMask& m, uint32_t row_state, int64_t j) {
+    if (m.threshold == 0) return 1.0;
+    return dropout_keep(m, row_state, (uint32_t)j) ? (double)m.scale : 0.0;
+}
+
 }  // namespace
 
 // For each (b, h, i): s_j = scale * q_i . k_j over the kept keys j, P_j = softmax_j(s),
-// out_i = sum_j P_j v_j, lse_i = log sum_j exp(s_j). A row with no kept key gets out_i = 0, lse_i = -inf.
+// out_i = sum_j P_j Z_j v_j (Z: the dropout factors of row (b, h, i); 1 without dropout), lse_i = log sum_j exp(s_j).
+// A row with no kept key gets out_i = 0, lse_i = -inf.
 void attention_forward(const AttentionParams& p) {
     const int nt = num_threads();
 #pragma omp parallel for num_threads(nt) schedule(static)
@@ -65,9 +72,11 @@ void attention_forward(const AttentionParams& p) {
                 sum += s[j];
             }
             for (int64_t d = 0; d < p.HS; d++) o[d] = 0.0;
+            const uint32_t rs = dropout_row(p.dropout.key, (uint64_t)(bh * p.Tq + i));
             for (int64_t j = 0; j < keep; j++) {
                 const float* vj = at(f32(p.v), p.v_batch_stride, p.v_row_stride, p.v_head_stride, b, j, h);
-                for (int64_t d = 0; d < p.HS; d++) o[d] += s[j] * vj[d];
+                const double pz = s[j] * dropout_factor(p.dropout, rs, j);
+                for (int64_t d = 0; d < p.HS; d++) o[d] += pz * vj[d];
             }
             for (int64_t d = 0; d < p.HS; d++) oi[d] = (float)(o[d] / sum);
             if (lse != nullptr) *lse = (float)(mx + std::log(sum));
@@ -76,8 +85,9 @@ void attention_forward(const AttentionParams& p) {
 }
 
 // With the saved lse and out (as given, not recomputed):
-//   P_ij = exp(scale * q_i . k_j - lse_i),  D_i = dout_i . out_i,  dS_ij = P_ij * (dout_i . v_j - D_i)
-//   dq_i = scale * sum_j dS_ij k_j,  dk_j = scale * sum_i dS_ij q_i,  dv_j = sum_i P_ij dout_i
+//   P_ij = exp(scale * q_i . k_j - lse_i),  D_i = dout_i . out_i,  dS_ij = P_ij * (Z_ij dout_i . v_j - D_i)
+//   dq_i = scale * sum_j dS_ij k_j,  dk_j = scale * sum_i dS_ij q_i,  dv_j = sum_i P_ij Z_ij dout_i
+// (Z: the forward's dropout factors, regenerated; D needs no Z since out already holds them)
 // over kept (i, j) pairs only. Every (b, h) is independent; its sums are held in double until stored.
 void attention_backward(const AttentionBackwardParams& bp) {
     const AttentionParams& p = bp.fwd;
@@ -97,15 +107,17 @@ void attention_backward(const AttentionBackwardParams& bp) {
             const double D = dot(doi, oi, HS);
 
             for (int64_t d = 0; d < HS; d++) dq[d] = 0.0;
+            const uint32_t rs = dropout_row(p.dropout.key, (uint64_t)(bh * p.Tq + i));
             for (int64_t j = 0; j < keep; j++) {
                 const float* kj = at(f32(p.k), p.k_batch_stride, p.k_row_stride, p.k_head_stride, b, j, h);
                 const float* vj = at(f32(p.v), p.v_batch_stride, p.v_row_stride, p.v_head_stride, b, j, h);
                 const double P = std::exp((double)p.scale * dot(qi, kj, HS) - lse);
-                const double dS = P * (dot(doi, vj, HS) - D);
+                const double Z = dropout_factor(p.dropout, rs, j);
+                const double dS = P * (Z * dot(doi, vj, HS) - D);
                 for (int64_t d = 0; d < HS; d++) {
                     dq[d] += (double)p.scale * dS * kj[d];
                     dk[j * HS + d] += (double)p.scale * dS * qi[d];
-                    dv[j * HS + d] += P * doi[d];
+                    dv[j * HS + d] += P * Z * doi[d];
                 }
             }
             for (int64_t d = 0; d < HS; d++) dqi[d] = (float)(bp.accumulate ? dqi[d] + dq[d] : dq[d]);

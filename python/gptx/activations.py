@@ -59,6 +59,7 @@ class Activations:
         # Shared scratch: the GELU output in forward, then dfch in backward (gelu_backward works in place).
         self.scratch4 = buf(BT, 4 * C)
         self._grad_scratch = None
+        self._dropout_scratch = None
         self._sizes = (B, T, C, NH, HS)
 
     def _alloc(self, shape, dtype: str, zero: bool = False, device: str | None = None):
@@ -86,6 +87,14 @@ class Activations:
             self._grad_scratch = (dres, dres.reshape(B, T, C), dx, dx.reshape(B, T, NH, HS), dqkv,
                                   dqkv.reshape(B, T, 3, NH, HS))
         return self._grad_scratch
+
+    def dropout_scratch(self):
+        """(B*T, C): a residual branch's gradient after its dropout mask, allocated on the first backward with
+        dropout (the residual stream's own gradient must stay intact for the other path)."""
+        if self._dropout_scratch is None:
+            B, T, C, _, _ = self._sizes
+            self._dropout_scratch = self._alloc((B * T, C), self._dtype)
+        return self._dropout_scratch
 
     def nbytes(self) -> int:
         return sum(int(a.nbytes) for a in self._owned)

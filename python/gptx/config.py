@@ -13,7 +13,8 @@ from gptx import _core
 # The embedding table is padded to a multiple of 64 rows (50257 -> 50304) so the LM-head matmul tiles evenly.
 VOCAB_MULTIPLE = _core.VOCAB_MULTIPLE
 PARAM_ALIGN = _core.PARAM_ALIGN  # floats: every parameter starts on a 64-byte boundary inside the flat buffer
-_SIZES = tuple(f for f in _core.config_fields() if f != "layer_norm_epsilon")  # the integer fields
+_REALS = ("layer_norm_epsilon", "dropout")
+_SIZES = tuple(f for f in _core.config_fields() if f not in _REALS)  # the integer fields
 
 
 @dataclass
@@ -24,6 +25,10 @@ class GPTConfig:
     block_size: int = 1024
     vocab_size: int = 50257
     layer_norm_epsilon: float = 1e-5
+    # Training dropout at GPT-2's three places (embeddings, attention probabilities, residual branches), in [0, 1).
+    # Used only while the model is in training mode (GPT.train(); Trainer does it); a Hugging Face config's
+    # resid_pdrop / embd_pdrop / attn_pdrop are read into it (the largest of them) and written back as all three.
+    dropout: float = 0.0
 
     def __post_init__(self):
         # The C++ rules decide (ValueError naming the field); then the values are stored as plain int / float.
@@ -31,6 +36,7 @@ class GPTConfig:
         for name in _SIZES:
             setattr(self, name, int(getattr(self, name)))
         self.layer_norm_epsilon = float(self.layer_norm_epsilon)
+        self.dropout = float(self.dropout)
 
     @property
     def padded_vocab_size(self) -> int:
@@ -46,7 +52,8 @@ class GPTConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "GPTConfig":
         """A config as a checkpoint's config.json holds it: unknown keys and missing sizes are errors (exactly what
-        the C++ loader refuses in such a file); layer_norm_epsilon may be absent (1e-5)."""
+        the C++ loader refuses in such a file); layer_norm_epsilon may be absent (1e-5), dropout too (0: checkpoints
+        written before dropout existed)."""
         _core.GPTConfig.from_values(d, require_sizes=True)
         return cls(**d)
 

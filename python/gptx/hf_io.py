@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -97,6 +98,18 @@ def check_local(path) -> None:
                          f"and gptx never fetches Hugging Face Hub ids)")
 
 
+def _warn_mixed_dropout(file: Path, config: GPTConfig) -> None:
+    """gptx has one dropout probability; a Hugging Face config whose three differ was read with the largest: say so."""
+    try:
+        raw = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return  # the C++ reader has already accepted this file; nothing more to say about it
+    given = {k: raw[k] for k in ("resid_pdrop", "embd_pdrop", "attn_pdrop") if isinstance(raw.get(k), (int, float))}
+    if len(set(given.values())) > 1:
+        warnings.warn(f"{file}: {', '.join(f'{k}={v}' for k, v in given.items())} differ; gptx uses one dropout "
+                      f"probability at every site and reads {config.dropout} (the largest)", UserWarning, stacklevel=3)
+
+
 def load_pretrained(cls, path):
     """cls(config) with every parameter read from a Hugging Face GPT-2 directory, or from a gptx checkpoint (a step
     folder, or a run folder's latest checkpoint; every file checked against its manifest first); strict about keys
@@ -111,6 +124,7 @@ def load_pretrained(cls, path):
         return model
     found, values = _core.read_config_file(os.fspath(path))
     path, config = Path(found), GPTConfig(**values)  # a run directory's latest.json followed, as the C++ loader does
+    _warn_mixed_dropout(path / CONFIG_FILE, config)
     expected = dict(parameter_shapes(config))
     tensors, origin = {}, {}
     for file in _safetensors_files(path):
@@ -164,7 +178,8 @@ def generation_config_dict(config: GPTConfig, tokenizer=None) -> dict:
 
 
 def hf_config_dict(config: GPTConfig, tokenizer=None) -> dict:
-    """A config.json that transformers reads as GPT2LMHeadModel (dropout 0: this model trains without it)."""
+    """A config.json that transformers reads as GPT2LMHeadModel; gptx's one dropout probability is written as GPT-2's
+    three (resid_pdrop, embd_pdrop, attn_pdrop), so transformers trains the model with the dropout gptx used."""
     d = {
         "architectures": ["GPT2LMHeadModel"],
         "model_type": "gpt2",
@@ -178,9 +193,9 @@ def hf_config_dict(config: GPTConfig, tokenizer=None) -> dict:
         "n_inner": None,
         "layer_norm_epsilon": config.layer_norm_epsilon,
         "initializer_range": 0.02,
-        "resid_pdrop": 0.0,
-        "embd_pdrop": 0.0,
-        "attn_pdrop": 0.0,
+        "resid_pdrop": config.dropout,
+        "embd_pdrop": config.dropout,
+        "attn_pdrop": config.dropout,
         "scale_attn_weights": True,
         "scale_attn_by_inverse_layer_idx": False,
         "reorder_and_upcast_attn": False,

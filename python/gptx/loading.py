@@ -39,6 +39,7 @@ def load(path, tokenizer=None, device: str = "cpu", dtype: str = "float32"):
         ck = load_checkpoint(folder, with_optimizer=False)
         model = GPT._uninitialized(GPTConfig.from_dict(ck.config))
         model.load_state_dict(ck.model)
+        model.eval()  # as from_pretrained: a loaded model samples and evaluates; train() turns dropout back on
         found = _checkpoint_tokenizer(ck, model.config.vocab_size) if tokenizer is None else None
         where = ck.path
     elif (folder / hf_io.CONFIG_FILE).is_file():

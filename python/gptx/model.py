@@ -17,6 +17,10 @@ from gptx.config import parameter_table
 
 IGNORE_INDEX = -100
 
+# The dropout sites of one layer, the `site` of a mask's key (gptx.ops.Dropout): GPT-2 drops the embedding sum
+# (layer 0 only), the attention probabilities and the output of each residual branch.
+DROPOUT_EMBED, DROPOUT_ATTN, DROPOUT_ATTN_RESID, DROPOUT_MLP_RESID = 0, 1, 2, 3
+
 
 def _short(name: str) -> str:
     """'transformer.h.3.attn.c_proj.weight' -> 'attn.c_proj.weight' (the per-layer key)."""
@@ -101,6 +105,12 @@ class GPT:
     weights, gradients and optimizer state, a bfloat16 copy of the weight matrices refreshed at every forward(),
     bfloat16 activations, float32 statistics. Checkpoints and state_dict() hold float32 host arrays whatever the device.
 
+    Dropout (config.dropout > 0) applies only in training mode, as in torch: a new GPT is in training mode, train()
+    / eval() switch (from_pretrained and gptx.load return eval mode, as transformers does). Each training-mode
+    forward draws its masks from the key (dropout_seed, dropout_step, layer, site) and then advances dropout_step,
+    so a step's masks are a function of those two numbers (the Trainer sets them from its seed and step; a resumed
+    run regenerates the same masks). Sampling and generate never drop; evaluation runs in eval mode.
+
     Threads: the activation buffers are shared and the kernels release the GIL, so forward(), forward_loss() and
     backward() each run under the model's lock: every call sees its own batch and returns its own loss. The logits
     forward() returns may be that shared buffer (see forward), so a thread that keeps them must be the only caller;
@@ -112,6 +122,7 @@ class GPT:
     def __init__(self, config: GPTConfig, seed: int = 0, device: str = "cpu", dtype: str = "float32"):
         self._allocate(config, device, dtype)
         self._init_weights(seed)
+        self.dropout_seed = int(seed)
 
     @classmethod
     def _uninitialized(cls, config: GPTConfig, device: str = "cpu", dtype: str = "float32") -> "GPT":
@@ -136,6 +147,42 @@ class GPT:
         self._pending_thread = None  # the thread whose forward() the activations hold
         self._count = 0
         self._lock = threading.RLock()  # the activations and gradients are shared by every caller
+        self.training = True  # torch's default for a new module; dropout acts only in training mode
+        self.dropout_seed = 0
+        self.dropout_step = 0
+        self._drop = None  # the dropout of the pending forward: backward regenerates its masks
+
+    # ------------------------------------------------------------------------------------------- mode
+    def train(self, mode: bool = True) -> "GPT":
+        """Training mode (dropout active when config.dropout > 0) or, with mode=False, eval mode. Returns self."""
+        if not isinstance(mode, bool):
+            raise TypeError(f"GPT.train: mode must be a bool, got {type(mode).__name__}")
+        self.training = mode
+        return self
+
+    def eval(self) -> "GPT":
+        """Eval mode: no dropout (what sampling and evaluation use). Returns self."""
+        return self.train(False)
+
+    def _dropout_for_pass(self):
+        """A function (layer, site) -> gptx.ops.Dropout for this forward, or None when nothing is dropped; advances
+        dropout_step so the next training forward draws new masks."""
+        p = self.config.dropout
+        if not self.training or p == 0.0:
+            return None
+        seed, step = int(self.dropout_seed), int(self.dropout_step)
+        if seed < 0 or step < 0:
+            raise ValueError(f"GPT.forward: dropout_seed and dropout_step must be >= 0, got {seed} and {step}")
+        self.dropout_step = step + 1
+        cache = {}
+
+        def spec(layer: int, site: int):
+            key = (layer, site)
+            if key not in cache:
+                cache[key] = ops.Dropout(p, seed=seed, step=step, layer=layer, site=site)
+            return cache[key]
+
+        return spec
 
     # ------------------------------------------------------------------------------------------- parameters
     def _init_weights(self, seed: int) -> None:
@@ -219,7 +266,7 @@ class GPT:
             if found is not None:
                 files = _safetensors_files(Path(found))
                 check_config_fits(values, files, files[0] if len(files) == 1 else Path(found))
-        return load_pretrained(cls, path)
+        return load_pretrained(cls, path).eval()  # eval mode, as transformers' from_pretrained returns it
 
     def save_pretrained(self, path, tokenizer=None) -> None:
         """Write config.json + model.safetensors that transformers.GPT2LMHeadModel.from_pretrained loads, and
@@ -283,22 +330,32 @@ class GPT:
         c = self.config
         self._pending = False
         a = self._load_batch(idx, targets)
+        drop = self._drop = self._dropout_for_pass()
         P, eps = self._compute_params(), c.layer_norm_epsilon
         ops.embedding_forward(a.idx, P.wte, P.wpe, out=a.encoded3)
+        if drop:
+            ops.dropout_forward(a.encoded, drop(0, DROPOUT_EMBED), out=a.encoded)
         for l, p in enumerate(P.layers):
             x = a.layer_input(l)
             ops.layernorm_forward(x, p["ln_1.weight"], p["ln_1.bias"], eps, out=a.ln1[l], mean=a.ln1_mean[l],
                                   rstd=a.ln1_rstd[l])
             ops.matmul_forward(a.ln1[l], p["attn.c_attn.weight"], p["attn.c_attn.bias"], out=a.qkv[l])
-            ops.attention_forward(a.qkv5[l], causal=True, out=a.atty[l], lse=a.att_lse[l])
+            ops.attention_forward(a.qkv5[l], causal=True, out=a.atty[l], lse=a.att_lse[l],
+                                  dropout=drop(l, DROPOUT_ATTN) if drop else None)
             ops.matmul_forward(a.atty2[l], p["attn.c_proj.weight"], p["attn.c_proj.bias"], out=a.res2[l])
-            ops.add_forward(x, a.res2[l], out=a.res2[l])
+            if drop:  # x + dropout(branch), one fused pass
+                ops.dropout_forward(a.res2[l], drop(l, DROPOUT_ATTN_RESID), residual=x, out=a.res2[l])
+            else:
+                ops.add_forward(x, a.res2[l], out=a.res2[l])
             ops.layernorm_forward(a.res2[l], p["ln_2.weight"], p["ln_2.bias"], eps, out=a.ln2[l],
                                   mean=a.ln2_mean[l], rstd=a.ln2_rstd[l])
             ops.matmul_forward(a.ln2[l], p["mlp.c_fc.weight"], p["mlp.c_fc.bias"], out=a.fch[l])
             ops.gelu_forward(a.fch[l], out=a.scratch4)
             ops.matmul_forward(a.scratch4, p["mlp.c_proj.weight"], p["mlp.c_proj.bias"], out=a.res3[l])
-            ops.add_forward(a.res2[l], a.res3[l], out=a.res3[l])
+            if drop:
+                ops.dropout_forward(a.res3[l], drop(l, DROPOUT_MLP_RESID), residual=a.res2[l], out=a.res3[l])
+            else:
+                ops.add_forward(a.res2[l], a.res3[l], out=a.res3[l])
         ops.layernorm_forward(a.final(), P.lnf_w, P.lnf_b, eps, out=a.lnf, mean=a.lnf_mean, rstd=a.lnf_rstd)
         # LM head tied to wte: logits (B*T, Vp) = lnf @ wte^T over the padded table.
         ops.matmul_forward(a.lnf, P.wte, trans_b=True, out=a.logits)
@@ -361,8 +418,9 @@ class GPT:
         self._pending = False
         if self._count == 0:
             return  # every target ignored: the gradient is zero
-        c, a, P, G = self.config, self._acts, self._c, self._g
+        c, a, P, G, drop = self.config, self._acts, self._c, self._g, self._drop
         dres, dres3, dx, dx4, dqkv, dqkv5 = a.grad_scratch()
+        dbranch = a.dropout_scratch() if drop else None  # a residual branch's gradient through its dropout
         # Loss -> logits: softmax - onehot, scaled by 1/count, written over the logits (no second (BT, Vp) buffer).
         if a.dlosses_value != 1.0 / self._count:  # refilled only when the count changes (it rarely does)
             a.dlosses.fill_(1.0 / self._count)
@@ -380,21 +438,30 @@ class GPT:
             p, g = P.layers[l], G.layers[l]
             # MLP. dres = d(res3) = d(res2) through the identity path; the LN path is added by layernorm_backward.
             ops.gelu_forward(a.fch[l], out=a.scratch4)  # recompute the GELU output (not kept by forward)
-            self._linear_weight_grads(dres, a.scratch4, p, g, "mlp.c_proj")
-            ops.matmul_forward(dres, p["mlp.c_proj.weight"], trans_b=True, out=a.scratch4)
+            dmlp = dres
+            if drop:
+                dmlp = ops.dropout_backward(dres, drop(l, DROPOUT_MLP_RESID), dinp=dbranch)
+            self._linear_weight_grads(dmlp, a.scratch4, p, g, "mlp.c_proj")
+            ops.matmul_forward(dmlp, p["mlp.c_proj.weight"], trans_b=True, out=a.scratch4)
             ops.gelu_backward(a.scratch4, a.fch[l], dinp=a.scratch4)
             self._linear_weight_grads(a.scratch4, a.ln2[l], p, g, "mlp.c_fc")
             ops.matmul_forward(a.scratch4, p["mlp.c_fc.weight"], trans_b=True, out=dx)
             ops.layernorm_backward(dx, a.res2[l], p["ln_2.weight"], a.ln2_mean[l], a.ln2_rstd[l], dinp=dres,
                                    dweight=g["ln_2.weight"], dbias=g["ln_2.bias"], accumulate=True)
             # Attention.
-            self._linear_weight_grads(dres, a.atty2[l], p, g, "attn.c_proj")
-            ops.matmul_forward(dres, p["attn.c_proj.weight"], trans_b=True, out=dx)
-            ops.attention_backward(dx4, a.qkv5[l], None, None, a.atty[l], a.att_lse[l], causal=True, dq=dqkv5)
+            datt = dres
+            if drop:
+                datt = ops.dropout_backward(dres, drop(l, DROPOUT_ATTN_RESID), dinp=dbranch)
+            self._linear_weight_grads(datt, a.atty2[l], p, g, "attn.c_proj")
+            ops.matmul_forward(datt, p["attn.c_proj.weight"], trans_b=True, out=dx)
+            ops.attention_backward(dx4, a.qkv5[l], None, None, a.atty[l], a.att_lse[l], causal=True, dq=dqkv5,
+                                   dropout=drop(l, DROPOUT_ATTN) if drop else None)
             self._linear_weight_grads(dqkv, a.ln1[l], p, g, "attn.c_attn")
             ops.matmul_forward(dqkv, p["attn.c_attn.weight"], trans_b=True, out=dx)
             ops.layernorm_backward(dx, a.layer_input(l), p["ln_1.weight"], a.ln1_mean[l], a.ln1_rstd[l],
                                    dinp=dres, dweight=g["ln_1.weight"], dbias=g["ln_1.bias"], accumulate=True)
+        if drop:
+            ops.dropout_backward(dres, drop(0, DROPOUT_EMBED), dinp=dres)
         ops.embedding_backward(dres3, a.idx, G.wte, G.wpe)
 
     @staticmethod
@@ -430,22 +497,29 @@ class GPT:
     # would turn into unrelated arrays; rebuild the views instead (activation buffers are re-made on demand).
     def __getstate__(self) -> dict:
         return {"config": self.config.to_dict(), "params": host_copy(self._p.flat), "grads": host_copy(self._g.flat),
-                "device": self.device, "dtype": self.dtype}
+                "device": self.device, "dtype": self.dtype, "training": self.training,
+                "dropout_seed": self.dropout_seed, "dropout_step": self.dropout_step}
 
     def __setstate__(self, state: dict) -> None:
         self._allocate(GPTConfig.from_dict(state["config"]), state.get("device", "cpu"), state.get("dtype", "float32"))
         self._p.flat.copy_(np.ascontiguousarray(state["params"], dtype=np.float32))
         self._g.flat.copy_(np.ascontiguousarray(state["grads"], dtype=np.float32))
+        self.training = bool(state.get("training", True))
+        self.dropout_seed = int(state.get("dropout_seed", 0))
+        self.dropout_step = int(state.get("dropout_step", 0))
 
     def to(self, device: str, dtype: str | None = None) -> "GPT":
         """A copy of this model (parameters only; gradients zero) on another device and/or compute dtype."""
         other = GPT._uninitialized(self.config, device, self.dtype if dtype is None else dtype)
         other._p.flat.copy_(self._p.flat)  # float32 to float32, across devices: one transfer
+        other.training, other.dropout_seed, other.dropout_step = self.training, self.dropout_seed, self.dropout_step
         return other
 
     def __repr__(self) -> str:
         c = self.config
         where = "" if self.device == "cpu" else f", device={self.device!r}, dtype={self.dtype!r}"
+        if c.dropout:
+            where += f", dropout={c.dropout:g}"
         return (f"GPT(n_layer={c.n_layer}, n_head={c.n_head}, n_embd={c.n_embd}, block_size={c.block_size}, "
                 f"vocab_size={c.vocab_size}, parameters={self.num_parameters():,}{where})")
 

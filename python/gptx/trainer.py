@@ -41,7 +41,7 @@ class TrainConfig:
     eval_batches: int = 8
     ckpt_every: int = 0            # steps between checkpoints; 0: only at the end
     out_dir: str | None = None     # checkpoints, log.jsonl, loss.png; None: nothing is written
-    seed: int = 0                  # seeds the batch sampler's RNG
+    seed: int = 0                  # seeds the batch sampler's RNG and the dropout masks
     log_every: int = 10            # steps between terminal log lines (log.jsonl gets every step)
     threads: int | None = None     # gptx.set_num_threads for the run; None keeps the current setting
     max_seconds: float | None = None  # wall-time cap: stop (and checkpoint) after this many seconds of training
@@ -155,6 +155,14 @@ def _load_data_state(data, state, what):
     data.load_state_dict(state)
 
 
+def _set_training(model, mode: bool) -> bool:
+    """Put a model in training (dropout) or eval mode where it has modes; returns the mode it was in."""
+    was = bool(getattr(model, "training", False))
+    if hasattr(model, "train"):
+        model.train(mode)
+    return was
+
+
 class Trainer:
     """Trains `model` (gptx.model.GPT or anything with its interface: forward_loss, backward, zero_grad,
     named_parameters, grads, and flat_buffers where it has them) on batches from train_data.get_batch."""
@@ -213,10 +221,15 @@ class Trainer:
         # Until the update, a step changes only the gradients, the batch RNG and the data cursor: an interrupt in
         # that part abandons the step (those two are put back) instead of waiting for a long step to end.
         rng_before, data_before = self.rng.bit_generator.state, _data_state(self.train_data)
+        _set_training(model, True)
         self._abandonable = True
         try:
             for i in range(G):
                 x, y = self.train_data.get_batch(cfg.batch_size, cfg.block_size, self.rng)
+                if hasattr(model, "dropout_step"):
+                    # The masks of micro-batch i of step s are keyed by (seed, s * G + i): a function of the step
+                    # alone, so a resumed run draws exactly the masks the uninterrupted one would have.
+                    model.dropout_seed, model.dropout_step = int(cfg.seed), self.step * G + i
                 model.forward_loss(x, y, out=slots[i])  # written on the device, not read here
                 model.backward()  # adds into model.grads: the sum of the micro-batch mean gradients
                 tokens += x.size
@@ -265,9 +278,13 @@ class Trainer:
         saved = _data_state(self.val_data)
         rng = np.random.default_rng([cfg.seed, 1])  # its own stream: evaluation never moves the training RNG
         losses = _core.Tensor.empty([batches], "float32", getattr(self.model, "device", "cpu"))
-        for i in range(batches):
-            x, y = self.val_data.get_batch(cfg.batch_size, cfg.block_size, rng)
-            self.model.forward_loss(x, y, out=losses[i])
+        was_training = _set_training(self.model, False)  # the validation loss is measured without dropout
+        try:
+            for i in range(batches):
+                x, y = self.val_data.get_batch(cfg.batch_size, cfg.block_size, rng)
+                self.model.forward_loss(x, y, out=losses[i])
+        finally:
+            _set_training(self.model, was_training)
         if saved is not None:
             self.val_data.load_state_dict(saved)
         self.val_loss = float(np.mean(host_copy(losses), dtype=np.float64))  # one read for all batches

@@ -30,7 +30,8 @@ def test_config_derived_values_and_dict_round_trip():
     assert (c.padded_vocab_size, c.head_size) == (50304, 64)
     assert GPTConfig(vocab_size=64).padded_vocab_size == 64 and GPTConfig(vocab_size=65).padded_vocab_size == 128
     assert GPTConfig.from_dict(SMALL.to_dict()) == SMALL
-    assert set(SMALL.to_dict()) == {"n_layer", "n_head", "n_embd", "block_size", "vocab_size", "layer_norm_epsilon"}
+    assert set(SMALL.to_dict()) == {"n_layer", "n_head", "n_embd", "block_size", "vocab_size", "layer_norm_epsilon",
+                                    "dropout"}
 
 
 @pytest.mark.parametrize("kwargs, fragment", [

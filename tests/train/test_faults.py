@@ -168,7 +168,8 @@ def test_checkpoint_config_is_bounded_by_its_weights(tmp_path):
                                          ("--min-lr", "-1e-3"), ("--weight-decay", "inf"), ("--grad-clip", "-1"),
                                          ("--eval-every", "-2"), ("--keep", "-1"), ("--threads", "0"),
                                          ("--batch-size", "0"), ("--val-fraction", "1"), ("--minutes", "-1"),
-                                         ("--seed", "-3"), ("--n-layer", "0")])
+                                         ("--seed", "-3"), ("--n-layer", "0"), ("--dropout", "1"),
+                                         ("--dropout", "-0.1"), ("--dropout", "nan"), ("--dropout", "half")])
 def test_invalid_numbers_are_usage_errors(flag, value, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # were a value accepted, the run would go to ./runs
     with pytest.raises(SystemExit) as e:

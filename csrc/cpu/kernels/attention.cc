@@ -7,6 +7,9 @@
 // S = Q K_j^T, dP = dO V_j^T, dV_j^T += dO^T P, dK_j^T += Q^T dS, dQ += dS K_j. Nothing Tq x Tk is materialised.
 // The scaled scores are the same fma chain over d (times scale, rounded once) in every path, so the backward's
 // recomputed P = exp(S - lse) matches the forward's (exactly where one key dominates, i.e. for huge logits).
+// Dropout on the probabilities (p.dropout) is applied where P meets V: the forward multiplies P by the mask's factors
+// after the row sums (lse stays that of the undropped scores), the backward regenerates the same factors per row.
+// Each path is a template on DROP, so the dropout-free instantiation is the code that ran before dropout existed.
 #include <stdlib.h>
 #include <string.h>
 
@@ -43,6 +46,20 @@ constexpr int kBwdBr = 64;
 constexpr int kBwdBc = 64;
 static_assert(kFwdSB % kFwdBr == 0 && kBwdBc % kW == 0, "blocks are whole sub-blocks / vectors");
 
+// z[c] = the dropout factor (scale or 0) of columns col0 .. col0 + n - 1 of a row, or of column col of rows with
+// states rs[0 .. n - 1]; plain loops the compiler vectorises for this unit's ISA (threshold and scale are copied to
+// locals first: read through the struct inside the select, GCC made them conditional loads and gave up).
+static inline void dropout_factors_row(const DropoutMask& m, uint32_t rs, int64_t col0, int64_t n, float* z) {
+    const uint32_t thr = m.threshold;
+    const float scale = m.scale;
+    for (int64_t c = 0; c < n; c++) z[c] = dropout_bits(rs, (uint32_t)(col0 + c)) >= thr ? scale : 0.0f;
+}
+static inline void dropout_factors_col(const DropoutMask& m, const uint32_t* rs, int64_t col, int64_t n, float* z) {
+    const uint32_t thr = m.threshold, spread = (uint32_t)col * 0x9e3779b9u;  // dropout_bits' column term, hoisted
+    const float scale = m.scale;
+    for (int64_t r = 0; r < n; r++) z[r] = dropout_mix32(rs[r] ^ spread) >= thr ? scale : 0.0f;
+}
+
 // The small products with the forward's and the backward's tile shapes.
 template <bool AROW, int MODE>
 static inline void fgemm(int64_t M, int64_t nvec, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb,
@@ -59,6 +76,7 @@ static inline void bgemm(int64_t M, int64_t nvec, int64_t K, const float* A, int
 // With Tq <= kW, vectorising over queries would leave most lanes idle, so this path takes the backward's
 // orientation: S = Q K_j^T vectorised over keys (K_j transposed in registers), O += P V vectorised over d. The
 // scores are the same fma chain over d as everywhere else, so backward's recomputed P matches.
+template <bool DROP>
 static void forward_small(const AttentionParams& p) {
     const int64_t B = p.B, NH = p.NH, Tq = p.Tq, Tk = p.Tk, HS = p.HS;
     const int64_t HSp = (HS + kW - 1) / kW * kW;
@@ -73,6 +91,7 @@ static void forward_small(const AttentionParams& p) {
         float* O = scratch(Tq * HSp);
         float* m = scratch(Tq);
         float* l = scratch(Tq);
+        float* z = DROP ? scratch(kBwdBc) : nullptr;
         const Vf lanes = lane_index(), ninf = vset1(-INFINITY), l2e = vset1(kLog2e);
 #pragma omp for schedule(static)
         for (int64_t bh = 0; bh < B * NH; bh++) {
@@ -123,6 +142,12 @@ static void forward_small(const AttentionParams& p) {
                         vstore(srow + vv * kW, e);
                         ls = ls + e;
                     }
+                    if constexpr (DROP) {  // after the row sum: lse and l see the undropped probabilities
+                        dropout_factors_row(p.dropout, dropout_row(p.dropout.key, (uint64_t)(bh * Tq + r)), j0,
+                                            kBwdBc, z);
+                        for (int vv = 0; vv < NVC; vv++)
+                            vstore(srow + vv * kW, vload(srow + vv * kW) * vload(z + vv * kW));
+                    }
                     if (j0 == 0) {
                         l[r] = vsum(ls);
                     } else {
@@ -151,6 +176,7 @@ static void forward_small(const AttentionParams& p) {
         free(O);
         free(m);
         free(l);
+        free(z);
     }
 }
 
@@ -160,6 +186,7 @@ static void forward_small(const AttentionParams& p) {
 // sub-blocks of kFwdBr queries, which each carry their own online-softmax state. Memory traffic is spread over
 // the compute: the next key block is prefetched a slice per sub-block, a sub-block's queries are packed when the
 // first key block reaches it, and its output is written as soon as its last key block is done.
+template <bool DROP>
 static void forward_tiled(const AttentionParams& p) {
     const int64_t B = p.B, NH = p.NH, Tq = p.Tq, Tk = p.Tk, HS = p.HS;
     const int64_t nsb = (Tq + kFwdSB - 1) / kFwdSB;
@@ -176,6 +203,8 @@ static void forward_tiled(const AttentionParams& p) {
         float* m = scratch(kFwdSB);
         float* l = scratch(kFwdSB);
         float* alpha = scratch(kFwdBr);
+        float* zq = DROP ? scratch(kFwdBr) : nullptr;             // one key's factors across the sub-block
+        uint32_t* rsq = DROP ? (uint32_t*)scratch(kFwdBr) : nullptr;  // the sub-block's row states
         const Vf lanes = lane_index(), ninf = vset1(-INFINITY), l2e = vset1(kLog2e);
         // Later super-blocks see more keys: dynamic scheduling evens out the causal triangle.
 #pragma omp for schedule(dynamic, 1)
@@ -261,12 +290,17 @@ static void forward_tiled(const AttentionParams& p) {
                         mn[u] = j0 == 0 ? mb[u] : vmax(vload(ms + u * kW), mb[u]);
                         ls[u] = vzero();
                     }
+                    if constexpr (DROP)
+                        for (int64_t r = 0; r < kFwdBr; r++)  // rows past the last query are padding: any state
+                            rsq[r] = dropout_row(p.dropout.key, (uint64_t)(bh * Tq + s0 + r0 + r));
                     for (int64_t jj = 0; jj < bc; jj++) {
                         float* srow = ST + jj * kFwdBr;
+                        if constexpr (DROP) dropout_factors_col(p.dropout, rsq, j0 + jj, kFwdBr, zq);
                         for (int u = 0; u < NVR; u++) {
                             Vf e = vexp2((vload(srow + u * kW) - mn[u]) * l2e);
-                            vstore(srow + u * kW, e);
                             ls[u] = ls[u] + e;
+                            if constexpr (DROP) e = e * vload(zq + u * kW);
+                            vstore(srow + u * kW, e);
                         }
                     }
                     if (j0 == 0) {
@@ -305,6 +339,8 @@ static void forward_tiled(const AttentionParams& p) {
         free(m);
         free(l);
         free(alpha);
+        free(zq);
+        free(rsq);
     }
 }
 
@@ -313,17 +349,20 @@ static void forward_tiled(const AttentionParams& p) {
 void attention_forward(const AttentionParams& p) {
     // Up to one vector of queries (decode), vectorising over queries would idle most lanes: 1 query x 1024 keys x
     // 12 heads took 0.83 ms tiled vs 0.47 ms on the small path (both bound by the strided K/V reads).
+    const bool drop = p.dropout.threshold != 0;
     if (p.Tq <= kW)
-        forward_small(p);
+        drop ? forward_small<true>(p) : forward_small<false>(p);
     else
-        forward_tiled(p);
+        drop ? forward_tiled<true>(p) : forward_tiled<false>(p);
 }
 
 // ---------------------------------------------------------------- backward
 // Per (b, h) on one thread, so dQ accumulates without atomics and the result does not depend on the thread count.
 // Q, dO and K, V of the pair are first copied into contiguous per-thread buffers (one sequential pass with
 // prefetch), so the key-block-outer / query-block-inner loops stream only contiguous data.
-void attention_backward(const AttentionBackwardParams& bp) {
+namespace {
+template <bool DROP>
+void backward_impl(const AttentionBackwardParams& bp) {
     const AttentionParams& p = bp.fwd;
     const int64_t B = p.B, NH = p.NH, Tq = p.Tq, Tk = p.Tk, HS = p.HS;
     const int64_t HSp = (HS + kW - 1) / kW * kW;
@@ -346,6 +385,7 @@ void attention_backward(const AttentionBackwardParams& bp) {
         float* dVT = scratch(HS * kBwdBc);
         float* P = scratch((int64_t)kBwdBr * kBwdBc);
         float* dS = scratch((int64_t)kBwdBr * kBwdBc);
+        float* z = DROP ? scratch(kBwdBc) : nullptr;
         const Vf lanes = lane_index(), l2e = vset1(kLog2e);
 #pragma omp for schedule(static)
         for (int64_t bh = 0; bh < B * NH; bh++) {
@@ -398,6 +438,19 @@ void attention_backward(const AttentionBackwardParams& bp) {
                         const Vf vL = vset1(L[r0 + r]), vD = vset1(Dv[r0 + r]), vnk = vset1((float)nk);
                         float* prow = P + r * kBwdBc;
                         float* dsrow = dS + r * kBwdBc;
+                        if constexpr (DROP) {
+                            // P o Z feeds dV; dS = P o (Z o dP - D) (dsrow holds dP = dO V^T of the dropped P)
+                            dropout_factors_row(p.dropout, dropout_row(p.dropout.key, (uint64_t)(bh * Tq + r0 + r)),
+                                                j0, kBwdBc, z);
+                            for (int vv = 0; vv < NVC; vv++) {
+                                Vf e = vexp2((vload(prow + vv * kW) - vL) * l2e);
+                                if (nk < kBwdBc) e = vselect_lt(lanes + vset1((float)(vv * kW)), vnk, e, vzero());
+                                const Vf zv = vload(z + vv * kW);
+                                vstore(prow + vv * kW, e * zv);
+                                vstore(dsrow + vv * kW, e * (zv * vload(dsrow + vv * kW) - vD) * vset1(scale));
+                            }
+                            continue;
+                        }
                         for (int vv = 0; vv < NVC; vv++) {
                             Vf e = vexp2((vload(prow + vv * kW) - vL) * l2e);
                             if (nk < kBwdBc) e = vselect_lt(lanes + vset1((float)(vv * kW)), vnk, e, vzero());
@@ -458,7 +511,16 @@ void attention_backward(const AttentionBackwardParams& bp) {
         free(dVT);
         free(P);
         free(dS);
+        free(z);
     }
+}
+}  // namespace
+
+void attention_backward(const AttentionBackwardParams& bp) {
+    if (bp.fwd.dropout.threshold != 0)
+        backward_impl<true>(bp);
+    else
+        backward_impl<false>(bp);
 }
 
 }  // namespace GPTX_ISA_NS

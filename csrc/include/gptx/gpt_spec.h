@@ -29,11 +29,16 @@ struct GPTConfig {
     int64_t block_size = 1024;  // the context: wpe has this many rows
     int64_t vocab_size = 50257;
     float layer_norm_epsilon = 1e-5f;
+    // Training-time dropout probability in [0, 1) at GPT-2's three places (embeddings, attention probabilities,
+    // residual branches); inference ignores it. One value for the three sites: see config_file.cc for how a
+    // Hugging Face config's resid_pdrop / embd_pdrop / attn_pdrop map onto it.
+    float dropout = 0.0f;
 
     int64_t head_size() const { return n_embd / n_head; }
     int64_t padded_vocab_size() const;
     // The rules (the same ones config_from_values applies): each size in [1, kMaxConfigSize]; n_embd a multiple of
-    // n_head; layer_norm_epsilon > 0 and <= 1e30; the parameter table small enough that its offsets fit in int64.
+    // n_head; layer_norm_epsilon > 0 and <= 1e30; dropout in [0, 1); the parameter table small enough that its
+    // offsets fit in int64.
     // Throws gptx::Error naming the field.
     void validate() const;
 };
@@ -52,8 +57,8 @@ struct ConfigValue {
 };
 
 // Builds a GPTConfig from named values and validates it. Integer fields need an integer (a JSON literal without
-// '.' or exponent; a Python int, not bool): 64.0 is refused. layer_norm_epsilon needs a number (integer or real):
-// not a boolean, string or null. Absent fields take GPTConfig{}'s defaults, except that with require_sizes the five
+// '.' or exponent; a Python int, not bool): 64.0 is refused. layer_norm_epsilon and dropout need a number (integer or
+// real): not a boolean, string or null; dropout may be absent (0: files written before it existed). Absent fields take GPTConfig{}'s defaults, except that with require_sizes the five
 // sizes must be present (a config file: silently defaulting a size would describe another model); a key that is
 // not a field is an error. Throws gptx::Error naming the key or the field.
 GPTConfig config_from_values(const std::map<std::string, ConfigValue>& values, bool require_sizes);

@@ -27,6 +27,18 @@
 
 namespace gptx {
 
+// ------------------------------------------------------------------------------------------------ dropout spec
+// Dropout as GPT-2 trains with it: each element is zeroed with probability p, the others scaled by
+// float32(1 / (1 - p)). The mask is a pure function of (seed, step, layer, site, element position) through a
+// counter-based generator (no state: backward and a resumed run regenerate the same mask, whatever the thread
+// count or device). p in [0, 1); p == 0 turns dropout off. `site` tells apart the places of one layer (gptx's GPT
+// uses 0: embeddings, 1: attention probabilities, 2: attention residual branch, 3: MLP residual branch).
+struct Dropout {
+    float p = 0.0f;
+    uint64_t seed = 0;
+    int64_t step = 0, layer = 0, site = 0;
+};
+
 // ------------------------------------------------------------------------------------------------ matmul
 // out = op(a) @ op(b) (+ bias) (+ out when accumulate), op(x) = x or x^T (last two dims).
 // a: (M, K) (or (K, M) with trans_a), optionally with leading batch dims (..., M, K);
@@ -61,12 +73,15 @@ Tensor softmax_backward(const Tensor& dout, const Tensor& out, float scale = 1.0
 // Packed layout: q is qkv (B, T, 3, NH, HS) (the c_attn output viewed), k and v undefined.
 // out: (B, Tq, NH, HS); lse: (B, NH, Tq) natural-log logsumexp of the scaled scores (saved for backward).
 // scale 0 means 1 / sqrt(HS) (a negative scale is an error). Causal requires Tq <= kv_len. Head size >= 1.
+// dropout: applied to the probabilities (row (b, h, i), column j of the mask), inside the kernel; lse stays that of
+// the undropped scores. attention_backward must get the same dropout to regenerate the mask.
 struct AttentionOutputs {
     Tensor out, lse;
 };
 AttentionOutputs attention_forward(const Tensor& q, const Tensor& k = Tensor(), const Tensor& v = Tensor(),
                                    bool causal = true, float scale = 0.0f, int64_t kv_len = -1,
-                                   const Tensor& out = Tensor(), const Tensor& lse = Tensor());
+                                   const Tensor& out = Tensor(), const Tensor& lse = Tensor(),
+                                   const Dropout& dropout = Dropout());
 // Gradients given dout (shaped like out); recomputes the scores from lse (FlashAttention backward).
 // Separate layout returns dq, dk, dv shaped like q, k, v (rows past kv_len of dk/dv are left untouched);
 // packed layout returns dqkv in dq (shaped like qkv), dk and dv undefined.
@@ -76,7 +91,8 @@ struct AttentionGrads {
 AttentionGrads attention_backward(const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
                                   const Tensor& out, const Tensor& lse, bool causal = true, float scale = 0.0f,
                                   int64_t kv_len = -1, const Tensor& dq = Tensor(), const Tensor& dk = Tensor(),
-                                  const Tensor& dv = Tensor(), bool accumulate = false);
+                                  const Tensor& dv = Tensor(), bool accumulate = false,
+                                  const Dropout& dropout = Dropout());
 
 // ------------------------------------------------------------------------------------------------ layernorm
 // out (..., C) = (inp - mean) * rstd * weight + bias; mean, rstd (...) saved for backward. Biased variance. C >= 1
@@ -111,6 +127,15 @@ void embedding_backward(const Tensor& dout, const Tensor& idx, const Tensor& dwt
 // ------------------------------------------------------------------------------------------------ add (residual)
 // out = a + b (same shapes). out may be a or b (in place).
 Tensor add_forward(const Tensor& a, const Tensor& b, const Tensor& out = Tensor());
+
+// ------------------------------------------------------------------------------------------------ dropout
+// out = (residual +) inp * Z over inp viewed as (rows, cols), cols its last dim: element (r, c) uses row r, column c
+// of the mask (gptx's GPT passes (B*T, C): a row is a token). residual, when given, has inp's shape and is added
+// after the product (the fused residual branch of a transformer block). out may be inp or residual (in place).
+Tensor dropout_forward(const Tensor& inp, const Dropout& dropout, const Tensor& residual = Tensor(),
+                       const Tensor& out = Tensor());
+// dinp = dout * Z with the same mask (regenerated, not stored); dinp may be dout (in place).
+Tensor dropout_backward(const Tensor& dout, const Dropout& dropout, const Tensor& dinp = Tensor());
 
 // ------------------------------------------------------------------------------------------------ cross-entropy
 // Fused softmax + cross-entropy. logits (..., Vp) of which the first V columns are the real vocabulary

@@ -1,6 +1,7 @@
 """`gptx train`: train a GPT from scratch, fine-tune one (gptx checkpoint or Hugging Face GPT-2), or resume a run."""
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import sys
@@ -66,6 +67,9 @@ def add_parser(sub):
                      "total (the rate rises again: a warm restart)")
     src.add_argument("--tokenizer", metavar="bytes|gpt2|PATH", help="tokenizer for a new model (default: the "
                      "preset's; token shards bring their own)")
+    src.add_argument("--dropout", type=number(0.0, 1.0, high_open=True), metavar="P",
+                     help="dropout probability in [0, 1) at GPT-2's three places (default: a new model 0; with --init "
+                          "the checkpoint's or the Hugging Face config's value); training steps only")
     src.add_argument("--val-fraction", type=number(0.0, 1.0, high_open=True), default=0.1, metavar="F",
                      help="fraction of a text file (or of the pairs) held out for validation (default 0.1)")
     for flag in MODEL_FLAGS:
@@ -207,6 +211,8 @@ def _new_run(args):
         else:
             raise ValueError(f"--init {args.init}: neither a gptx checkpoint nor a Hugging Face GPT-2 folder")
         extra["init"] = os.path.abspath(args.init)
+        if args.dropout is not None:
+            model.config = dataclasses.replace(model.config, dropout=args.dropout)
         settings = dict(FINETUNE, block_size=min(FINETUNE["block_size"], model.config.block_size))
         tokenizer = load_tokenizer(args.tokenizer or tok_spec, model.config.vocab_size)
     else:
@@ -222,7 +228,8 @@ def _new_run(args):
         shape.update({f: getattr(args, f) for f in MODEL_FLAGS if getattr(args, f) is not None})
         if args.block_size is not None:
             shape["block_size"] = args.block_size  # a new model's context is the training length
-        model = GPT(GPTConfig(vocab_size=tokenizer.vocab_size, **shape), seed=args.seed or 0)
+        model = GPT(GPTConfig(vocab_size=tokenizer.vocab_size, dropout=args.dropout or 0.0, **shape),
+                    seed=args.seed or 0)
         settings["block_size"] = shape["block_size"]
     if (args.device, args.dtype) != ("cpu", "float32"):
         model = model.to(args.device, args.dtype)  # the same initial weights on every device
@@ -250,6 +257,8 @@ def _run(args) -> int:
     if args.resume:
         if args.init or any(getattr(args, f) is not None for f in MODEL_FLAGS):
             raise ValueError("--resume continues a run with its own model: drop --init and the model-shape flags")
+        if args.dropout is not None:
+            raise ValueError("--resume continues a run with its own dropout (saved in its config): drop --dropout")
         ck = load_checkpoint(args.resume)
         st = ck.state
         extra = dict(st.get("extra") or {})
