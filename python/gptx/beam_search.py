@@ -93,7 +93,7 @@ def check_beam_sampling(K: int, kw: dict) -> None:
 def _top(x: np.ndarray, k: int) -> np.ndarray:
     """Indices of the k largest entries of x (1-D), largest first; equal values in index order."""
     k = min(k, x.size)
-    idx = np.argpartition(-x, k - 1)[:k] if k < x.size else np.arange(x.size)
+    idx = np.argpartition(x, x.size - k)[x.size - k:] if k < x.size else np.arange(x.size)
     return idx[np.lexsort((idx, -x[idx]))]
 
 
