@@ -68,3 +68,34 @@ def test_every_token_banned_for_a_beam_is_no_error(model):
     assert all(len(g) == 5 and g[0] != first for g in got)
     with pytest.raises(ValueError, match="every token is banned"):
         generate(model, [1, 2], 3, temperature=0, bad_words_ids=[[t] for t in range(50)])
+
+
+def test_each_prompt_is_prefilled_once_and_beams_reuse_the_cache(model, monkeypatch):
+    """The beams of a prompt share its one prefill: after each step the cache slots are reordered (copy_slots), and
+    only the K new tokens run through the model (decode), never the prompt again."""
+    import gptx.beam_search as bs
+    from gptx.kv_cache import KVCache
+
+    calls = {"prefill": [], "decode": [], "copy": 0}
+    real_prefill, real_decode, real_copy = bs.prefill, bs.decode, KVCache.copy_slots
+
+    def prefill(model, cache, slot, ids, *a, **kw):
+        calls["prefill"].append(len(ids))
+        return real_prefill(model, cache, slot, ids, *a, **kw)
+
+    def decode(model, cache, slots, tokens):
+        calls["decode"].append(len(list(slots)))
+        return real_decode(model, cache, slots, tokens)
+
+    def copy_slots(self, dst, src, first_row=0):
+        calls["copy"] += 1
+        return real_copy(self, dst, src, first_row)
+
+    monkeypatch.setattr(bs, "prefill", prefill)
+    monkeypatch.setattr(bs, "decode", decode)
+    monkeypatch.setattr(KVCache, "copy_slots", copy_slots)
+    expected = generate(model, [[1, 2, 3], [4, 5]], 6, num_beams=3, stop_at_eos=False)
+    assert calls["prefill"] == [3, 2]
+    assert calls["decode"] == [6] * 5 and calls["copy"] == 2 * 5  # 6 tokens: 5 steps feed one back, per beam
+    monkeypatch.undo()
+    assert generate(model, [[1, 2, 3], [4, 5]], 6, num_beams=3, stop_at_eos=False) == expected
