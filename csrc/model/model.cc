@@ -152,4 +152,69 @@ void KVCache::reset(int64_t slot) const {
     }
 }
 
+void KVCache::copy_slots(const std::vector<int64_t>& dst, const std::vector<int64_t>& src, int64_t first_row) const {
+    const std::string what = "KVCache.copy_slots: ";
+    if (dst.size() != src.size())
+        throw Error(what + "dst has " + std::to_string(dst.size()) + " slots but src has " + std::to_string(src.size()));
+    if (first_row < 0) throw Error(what + "first_row must be >= 0, got " + std::to_string(first_row));
+    const int64_t B = batch(), L = n_layer(), T = max_len(), W = k_.size(3) * k_.size(4);
+    std::vector<char> written(static_cast<size_t>(B), 0);
+    for (size_t i = 0; i < dst.size(); i++) {
+        for (int64_t s : {dst[i], src[i]})
+            if (s < 0 || s >= B)
+                throw Error(what + "slot " + std::to_string(s) + " out of range [0, " + std::to_string(B) + ")");
+        if (written[dst[i]]) throw Error(what + "slot " + std::to_string(dst[i]) + " appears twice in dst");
+        written[dst[i]] = 1;
+    }
+    int64_t* len = lengths_.data<int64_t>();
+    struct Move {
+        int64_t dst, src, end;  // rows [first_row, end) of src go to dst
+    };
+    std::vector<Move> moves;
+    for (size_t i = 0; i < dst.size(); i++)
+        if (dst[i] != src[i]) moves.push_back({dst[i], src[i], len[src[i]]});
+    if (moves.empty()) return;
+    std::fill(written.begin(), written.end(), 0);
+    for (const Move& m : moves) written[m.dst] = 1;
+
+    // A source that is itself overwritten is saved first; every other source is still intact when it is read.
+    std::vector<int64_t> saved(static_cast<size_t>(B), -1);
+    int64_t n_saved = 0, most = 0;
+    for (const Move& m : moves)
+        if (written[m.src] && saved[m.src] < 0) {
+            saved[m.src] = n_saved++;
+            most = std::max(most, m.end - first_row);
+        }
+    Tensor k = k_.view({L * B * T, W}), v = v_.view({L * B * T, W});  // (l, slot, position) rows
+    auto rows = [&](const Tensor& t, int64_t l, int64_t slot, int64_t n) {
+        const int64_t at = (l * B + slot) * T + first_row;
+        return t.slice(at, at + n);
+    };
+    Tensor k_keep, v_keep;  // (n_saved, L, most) rows of W
+    if (n_saved && most > 0) {
+        k_keep = Tensor::empty({n_saved * L * most, W}, k_.dtype(), k_.device());
+        v_keep = Tensor::empty({n_saved * L * most, W}, v_.dtype(), v_.device());
+    }
+    auto kept = [&](const Tensor& t, int64_t l, int64_t slot, int64_t n) {
+        const int64_t at = (saved[slot] * L + l) * most;
+        return t.slice(at, at + n);
+    };
+    for (int64_t s = 0; s < B; s++) {
+        const int64_t n = len[s] - first_row;
+        if (saved[s] < 0 || n <= 0) continue;
+        for (int64_t l = 0; l < L; l++) {
+            kept(k_keep, l, s, n).copy_from(rows(k, l, s, n));
+            kept(v_keep, l, s, n).copy_from(rows(v, l, s, n));
+        }
+    }
+    for (const Move& m : moves) {
+        const int64_t n = m.end - first_row;
+        for (int64_t l = 0; n > 0 && l < L; l++) {
+            rows(k, l, m.dst, n).copy_from(saved[m.src] < 0 ? rows(k, l, m.src, n) : kept(k_keep, l, m.src, n));
+            rows(v, l, m.dst, n).copy_from(saved[m.src] < 0 ? rows(v, l, m.src, n) : kept(v_keep, l, m.src, n));
+        }
+    }
+    for (const Move& m : moves) len[m.dst] = m.end;
+}
+
 }  // namespace gptx

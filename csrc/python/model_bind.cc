@@ -139,7 +139,14 @@ void bind_model(py::module_& m) {
         .def_property_readonly("k", &KVCache::k)
         .def_property_readonly("v", &KVCache::v)
         .def_property_readonly("lengths", &KVCache::lengths)
-        .def("reset", &KVCache::reset, arg("slot") = -1);
+        .def("reset", &KVCache::reset, arg("slot") = -1)
+        .def("copy_slots", [](const KVCache& c, std::vector<int64_t> dst, std::vector<int64_t> src,
+                              int64_t first_row) {
+                 py::gil_scoped_release nogil;
+                 c.copy_slots(dst, src, first_row);
+             },
+             arg("dst"), arg("src"), arg("first_row") = 0,
+             "Slot dst[i] takes slot src[i]'s length and its rows [first_row, length), all sources read first.");
 
     m.def("model_prefill", [](const GPTModel& model, const KVCache& cache, int64_t slot, const Ids& ids,
                               bool all_logits) {

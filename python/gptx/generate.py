@@ -15,6 +15,9 @@ End of text: a sequence stops at the end-of-text id (eos_token_id=, else the tok
 model carries) unless stop_at_eos=False. Names shared with transformers' generate mean what they mean there; see
 generate_hf.py for them and for the TypeError that names an argument gptx does not take.
 
+Beam search (generate(num_beams=K > 1), beam_search.py) shares the argument checks (_plan) and the logits hooks; each
+prompt's K beams hold K cache slots, reordered after each step by KVCache.copy_slots. It does not stream.
+
 Randomness: token t of sequence i is drawn with uniform(seed_i, stream_i, position) (see sampling.uniform), where an
 int seed gives sequence i the stream (seed, i) and a list of seeds gives sequence i the stream (seeds[i], 0) (or
 (a, b) for an entry given as a pair (a, b)). The same seed therefore gives the same tokens whatever the batch size or thread count.
@@ -27,6 +30,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from gptx.beam_search import beam_search, beam_settings, check_beam_sampling
 from gptx.generate_hf import (eos_ids, is_int as _is_int, new_tokens, reject_unknown, repeat_per_prompt,
                               temperature_for)
 from gptx.inference import decode, prefill
@@ -149,16 +153,26 @@ def _fit_context(prompts, batched, max_new, given, max_length, block, sliding_wi
     return prompts
 
 
-def iter_tokens(model, prompt_ids, max_new_tokens=None, temperature=1.0, top_k=None, top_p=None, min_p=None,
-                repetition_penalty=1.0, presence_penalty=0.0, frequency_penalty=0.0, stop=None, seed=None,
-                tokenizer=None, sliding_window=False, *, do_sample=None, max_length=None, eos_token_id=None,
-                stop_at_eos=True, min_new_tokens=0, num_return_sequences=1, bad_words_ids=None,
-                logits_processor=None, stopping_criteria=None, _where="generate", **unknown):
-    """The engine behind generate and stream: yields (sequence index, token id, log-probability) as tokens are made.
+class _Plan(NamedTuple):
+    """What generation runs on, checked: one entry per sequence (prompts repeated num_return_sequences times)."""
+    head: _Header
+    seen: list         # the prompts the model sees (cut to the context under sliding_window)
+    max_new: int
+    eos: list          # end-of-text ids (those min_new_tokens holds back)
+    hooks: LogitsHooks
+    params: SamplingParams
+    stops: list        # per sequence: (stop ids, stop strings as bytes)
+    seeds: list        # per sequence: (seed, stream)
+    tokenizer: object  # for stop strings (token bytes); None without one
 
-    The first item is not a token but a _Header, so callers know the shape of what follows.
-    """
-    reject_unknown(unknown, _where)
+
+def _plan(model, prompt_ids, max_new_tokens=None, temperature=None, top_k=None, top_p=None, min_p=None,
+          repetition_penalty=1.0, presence_penalty=0.0, frequency_penalty=0.0, stop=None, seed=None, tokenizer=None,
+          sliding_window=False, *, do_sample=None, max_length=None, eos_token_id=None, stop_at_eos=True,
+          min_new_tokens=0, num_return_sequences=1, bad_words_ids=None, logits_processor=None,
+          stopping_criteria=None, no_repeat_ngram_size=0, where="generate", **unknown) -> _Plan:
+    """Every argument of generate / stream checked (those of sampling and of beam search alike) -> a _Plan."""
+    reject_unknown(unknown, where)
     params = SamplingParams(temperature_for(do_sample, temperature), top_k, top_p, min_p, repetition_penalty,
                             presence_penalty, frequency_penalty)
     prompts, batched = _prompts(model, prompt_ids, tokenizer)
@@ -172,15 +186,29 @@ def iter_tokens(model, prompt_ids, max_new_tokens=None, temperature=1.0, top_k=N
     seen = _fit_context(prompts, batched, max_new, given, max_length, block, sliding_window)
     eos = eos_ids(model, tokenizer, eos_token_id)
     hooks = LogitsHooks(model.config.vocab_size, eos, min_new_tokens, bad_words_ids, logits_processor,
-                        stopping_criteria)
+                        stopping_criteria, no_repeat_ngram_size)
     ends = frozenset(eos) if stop_at_eos else frozenset()
     stops = repeat_per_prompt(_stops(stop, len(prompts), tokenizer), copies)
     seeds = _seeds(seed, len(prompts), copies)
     prompts, seen = repeat_per_prompt(prompts, copies), repeat_per_prompt(seen, copies)
-    yield _Header(prompts, batched or copies > 1, ends)
+    return _Plan(_Header(prompts, batched or copies > 1, ends), seen, max_new, eos, hooks, params, stops, seeds,
+                 tokenizer)
+
+
+def iter_tokens(model, *args, _where="generate", **kwargs):
+    """The engine behind generate and stream (sampling and greedy; the arguments are _plan's): yields (sequence index,
+    token id, log-probability) as tokens are made.
+
+    The first item is not a token but a _Header, so callers know the shape of what follows.
+    """
+    plan = _plan(model, *args, where=_where, **kwargs)
+    yield plan.head
+    seen, max_new, hooks, params = plan.seen, plan.max_new, plan.hooks, plan.params
+    stops, seeds, ends, tokenizer = plan.stops, plan.seeds, plan.head.hidden, plan.tokenizer
     if max_new == 0:
         return
     n = len(seen)
+    block = model.config.block_size
     need = max(len(p) for p in seen) + max_new - 1
     cache = KVCache.for_model(model, n, max_len=max(1, min(block, need)))
     lengths = np.asarray(cache.lengths)  # a view: prefill and decode advance it
@@ -226,40 +254,77 @@ def iter_tokens(model, prompt_ids, max_new_tokens=None, temperature=1.0, top_k=N
                 logits[i] = out[j]
 
 
-def generate(model, prompt_ids, max_new_tokens=None, temperature=1.0, top_k=None, top_p=None, min_p=None,
+def generate(model, prompt_ids, max_new_tokens=None, temperature=None, top_k=None, top_p=None, min_p=None,
              repetition_penalty=1.0, presence_penalty=0.0, frequency_penalty=0.0, stop=None, seed=None,
-             tokenizer=None, return_logprobs=False, sliding_window=False, *, return_full_text=False, **kwargs):
+             tokenizer=None, return_logprobs=False, sliding_window=False, *, return_full_text=False, num_beams=1,
+             length_penalty=1.0, early_stopping=False, return_scores=False, **kwargs):
     """New token ids for one prompt (a list) or a batch (a list of lists); see the module docstring.
 
-    temperature 0 is greedy. A sequence stops after max_new_tokens, at its end-of-text id (unless
-    stop_at_eos=False), at a stop token / stop string (`stop`: ids and strings for every sequence, or one such list
-    per prompt), or when a stopping_criteria callable says so; the token that ends it is included.
-    The penalties count every token of the sequence so far, prompt included (as Hugging Face's
-    repetition_penalty does). return_logprobs: also the log-probability of each token under the distribution it was
-    drawn from (after penalties, processors, temperature and filters; greedy: the log-softmax of the processed logits).
+    temperature 0 is greedy (None, the default: 1, or greedy under do_sample=False). A sequence stops after
+    max_new_tokens, at its end-of-text id (unless stop_at_eos=False), at a stop token / stop string (`stop`: ids and
+    strings for every sequence, or one such list per prompt), or when a stopping_criteria callable says so; the token
+    that ends it is included. The penalties count every token of the sequence so far, prompt included (as Hugging
+    Face's repetition_penalty does). return_logprobs: also the log-probability of each token under the distribution
+    it was drawn from (after penalties, processors, temperature and filters; greedy: the log-softmax of the processed
+    logits).
 
     Transformers' names: do_sample (False: greedy; True: sample at `temperature`), max_length (prompt + new tokens;
     for a batch, the longest prompt + new tokens, as a padded batch counts it), eos_token_id (an id or a list),
     min_new_tokens (end-of-text held back until then), num_return_sequences (that many sequences per prompt, each
     its own seed stream, returned prompt by prompt: [p0, p0, p1, p1] for 2), bad_words_ids (token sequences never
     produced: a sequence's last id is banned whenever the tokens before it match; unlike transformers, an end-of-text
-    id listed alone is banned, not dropped), logits_processor and stopping_criteria (callables f(input_ids, scores),
-    see logits_hooks.py). return_full_text: each result is the prompt followed by the new tokens (what transformers
-    returns); log-probabilities stay those of the new tokens.
+    id listed alone is banned, not dropped), no_repeat_ngram_size (n > 0: a token that would complete an n-gram
+    already in the sequence, prompt included, is banned), logits_processor and stopping_criteria (callables
+    f(input_ids, scores), see logits_hooks.py). return_full_text: each result is the prompt followed by the new
+    tokens (what transformers returns); log-probabilities stay those of the new tokens.
+
+    Beam search (num_beams > 1; see beam_search.py): transformers' generate(num_beams=K, do_sample=False) with
+    length_penalty, early_stopping (False, True or "never") and num_return_sequences <= num_beams (the best beams of
+    each prompt, best first, prompt by prompt). The same return shapes; return_logprobs gives each token's
+    log-probability along its beam, and return_scores=True adds each returned beam's score (the sum of its
+    log-probabilities divided by its length ** length_penalty; transformers' sequences_scores) as the last item.
     """
-    it = iter_tokens(model, prompt_ids, max_new_tokens, temperature, top_k, top_p, min_p, repetition_penalty,
-                     presence_penalty, frequency_penalty, stop, seed, tokenizer, sliding_window, **kwargs)
-    head = next(it)
-    toks = [[] for _ in head.prompts]
-    lps = [[] for _ in head.prompts]
-    for i, tok, lp in it:
-        toks[i].append(tok)
-        lps[i].append(lp)
+    K = beam_settings(num_beams, length_penalty, early_stopping, return_scores)
+    if K > 1:
+        head, results = _beam_generate(model, prompt_ids, max_new_tokens, K, length_penalty, early_stopping,
+                                       dict(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
+                                            repetition_penalty=repetition_penalty, presence_penalty=presence_penalty,
+                                            frequency_penalty=frequency_penalty, stop=stop, seed=seed,
+                                            tokenizer=tokenizer, sliding_window=sliding_window, **kwargs))
+        toks = [r.tokens for r in results]
+        lps = [r.logprobs for r in results]
+        scores = [r.score for r in results]
+    else:
+        it = iter_tokens(model, prompt_ids, max_new_tokens, temperature, top_k, top_p, min_p, repetition_penalty,
+                         presence_penalty, frequency_penalty, stop, seed, tokenizer, sliding_window, **kwargs)
+        head = next(it)
+        toks = [[] for _ in head.prompts]
+        lps = [[] for _ in head.prompts]
+        for i, tok, lp in it:
+            toks[i].append(tok)
+            lps[i].append(lp)
+        scores = None
     if return_full_text:
         toks = [list(p) + t for p, t in zip(head.prompts, toks)]
     if not head.batched:
-        toks, lps = toks[0], lps[0]
-    return (toks, lps) if return_logprobs else toks
+        toks, lps, scores = toks[0], lps[0], scores and scores[0]
+    out = (toks,) + ((lps,) if return_logprobs else ()) + ((scores,) if return_scores else ())
+    return out if len(out) > 1 else toks
+
+
+def _beam_generate(model, prompt_ids, max_new_tokens, K, length_penalty, early_stopping, kw):
+    """(header, one BeamResult per returned sequence) for generate(num_beams=K > 1)."""
+    check_beam_sampling(K, kw)
+    R = kw.pop("num_return_sequences", 1)
+    if not _is_int(R) or not 1 <= R <= K:
+        raise ValueError(f"num_return_sequences must be an integer in [1, num_beams = {K}] for beam search (the "
+                         f"best beams of each prompt), got {R!r}")
+    kw.update(temperature=0.0, do_sample=None, top_k=None, top_p=None, min_p=None)
+    plan = _plan(model, prompt_ids, max_new_tokens, **kw)
+    results = beam_search(model, plan.seen, plan.max_new, plan.head.hidden, plan.hooks, plan.params, K,
+                          length_penalty, early_stopping, R)
+    head = _Header(repeat_per_prompt(plan.head.prompts, R), plan.head.batched or R > 1, plan.head.hidden)
+    return head, results
 
 
 def stream(model, prompt_ids, max_new_tokens=None, tokenizer=None, text=None, **kwargs):

@@ -1,7 +1,8 @@
 """The arguments generate/stream share with transformers' generate: translated to gptx's own, or refused by name.
 
 Where a name overlaps, it means what it means in transformers (do_sample, max_length, eos_token_id, min_new_tokens,
-num_return_sequences, bad_words_ids); a transformers argument gptx does not have is a TypeError that says what to
+num_return_sequences, bad_words_ids, no_repeat_ngram_size, and beam search's num_beams, length_penalty,
+early_stopping); a transformers argument gptx does not have is a TypeError that says what to
 use instead, never a silent no-op.
 """
 from __future__ import annotations
@@ -12,11 +13,10 @@ import numpy as np
 
 # What to use instead of a transformers (or OpenAI-style) argument gptx does not take.
 INSTEAD = {
-    "num_beams": "beam search is not supported yet (num_beams=1, the default, is accepted)",
-    "num_beam_groups": "beam search is not supported yet",
-    "diversity_penalty": "beam search is not supported yet",
-    "length_penalty": "beam search is not supported yet",
-    "early_stopping": "beam search is not supported yet",
+    "num_beam_groups": "diverse (group) beam search is not supported; use num_beams",
+    "diversity_penalty": "diverse (group) beam search is not supported; use num_beams",
+    "constraints": "constrained beam search is not supported; use bad_words_ids or a logits_processor",
+    "force_words_ids": "constrained beam search is not supported; use bad_words_ids or a logits_processor",
     "penalty_alpha": "contrastive search is not supported",
     "assistant_model": "assisted (speculative) decoding is not supported",
     "prompt_lookup_num_tokens": "prompt-lookup decoding is not supported",
@@ -28,7 +28,6 @@ INSTEAD = {
     "stop_strings": "use stop= (token ids and/or strings; strings need tokenizer=)",
     "suppress_tokens": "use bad_words_ids=[[id], ...]",
     "begin_suppress_tokens": "use a logits_processor",
-    "no_repeat_ngram_size": "not supported; use repetition_penalty or presence_penalty",
     "typical_p": "not supported; use top_p or min_p",
     "epsilon_cutoff": "not supported; use min_p",
     "eta_cutoff": "not supported; use min_p",
@@ -36,7 +35,8 @@ INSTEAD = {
     "streamer": "use model.stream(...), which yields tokens or text as they are made",
     "output_scores": "use return_logprobs=True",
     "output_logits": "use return_logprobs=True",
-    "return_dict_in_generate": "generate returns token lists; return_logprobs=True adds their log-probabilities",
+    "return_dict_in_generate": "generate returns token lists; return_logprobs=True adds their log-probabilities "
+                               "(return_scores=True: beam scores)",
     "generation_config": "pass the settings as keyword arguments",
     "use_cache": "the KV cache is always used (use_cache=True is accepted)",
     "generator": "use seed= (an int, or one per sequence)",
@@ -46,14 +46,16 @@ INSTEAD = {
     "best_of": "not supported; use num_return_sequences",
 }
 # Arguments accepted at the one value that changes nothing (transformers' defaults).
-HARMLESS = {"num_beams": 1, "use_cache": True}
+HARMLESS = {"num_beams": 1, "use_cache": True, "length_penalty": 1.0, "early_stopping": False}
 STREAM_ONLY = {"text"}
+_BEAMS = "beam search knows its best beams only at the end: use generate(num_beams=...)"
 GENERATE_ONLY = {"return_logprobs": "stream yields tokens as they are made; use generate for log-probabilities",
-                 "return_full_text": "stream yields only the new tokens; print the prompt first"}
+                 "return_full_text": "stream yields only the new tokens; print the prompt first",
+                 "return_scores": _BEAMS, "num_beams": _BEAMS, "length_penalty": _BEAMS, "early_stopping": _BEAMS}
 KNOWN = {"max_new_tokens", "temperature", "top_k", "top_p", "min_p", "repetition_penalty", "presence_penalty",
          "frequency_penalty", "stop", "seed", "tokenizer", "sliding_window", "do_sample", "max_length",
          "eos_token_id", "stop_at_eos", "min_new_tokens", "num_return_sequences", "bad_words_ids",
-         "logits_processor", "stopping_criteria"} | STREAM_ONLY | set(GENERATE_ONLY)
+         "logits_processor", "stopping_criteria", "no_repeat_ngram_size"} | STREAM_ONLY | set(GENERATE_ONLY)
 
 
 def is_int(x) -> bool:
@@ -79,9 +81,10 @@ def reject_unknown(unknown: dict, where: str) -> None:
 
 def temperature_for(do_sample, temperature):
     """do_sample=False is greedy whatever the temperature (as in transformers, whose sampling filters all keep the
-    argmax anyway); do_sample=True samples at `temperature`, which must then be > 0; None: temperature decides."""
+    argmax anyway); do_sample=True samples at `temperature`, which must then be > 0; None: temperature decides.
+    temperature None (not given) is 1."""
     if do_sample is None:
-        return temperature
+        return 1.0 if temperature is None else temperature
     if not isinstance(do_sample, bool):
         raise TypeError(f"do_sample must be True, False or None, got {do_sample!r}")
     if not do_sample:
@@ -89,7 +92,7 @@ def temperature_for(do_sample, temperature):
     if isinstance(temperature, (int, float)) and not isinstance(temperature, bool) and temperature == 0:
         raise ValueError("do_sample=True with temperature=0: sampling needs temperature > 0 "
                          "(or pass do_sample=False for greedy)")
-    return temperature
+    return 1.0 if temperature is None else temperature
 
 
 def new_tokens(max_new_tokens, max_length, prompts):

@@ -45,5 +45,15 @@ class KVCache:
         """Forget a slot's contents (all slots when slot is None); the memory is kept for reuse."""
         (self.lengths if slot is None else self.lengths[slot]).fill_(0)
 
+    def copy_slots(self, dst, src, first_row: int = 0) -> None:
+        """Slot dst[i] takes slot src[i]'s length and its keys/values from position first_row on, all at once (every
+        source is read before any destination is written; a source may feed several destinations). Beam search
+        reorders its beams with it after each step, without recomputing anything; first_row skips the prompt rows
+        that every beam of a prompt already shares. Done by the C++ cache (gptx::KVCache::copy_slots): device copies
+        of the valid rows only."""
+        from gptx.inference import _native_cache  # the C++ view of these tensors (inference imports this module)
+
+        _native_cache(self).copy_slots([int(d) for d in dst], [int(s) for s in src], int(first_row))
+
     def nbytes(self) -> int:
         return int(self.k.nbytes) + int(self.v.nbytes)

@@ -19,7 +19,7 @@ def both(model, *args, **kw):
 
 
 @pytest.mark.parametrize("kw, names", [
-    (dict(num_beams=4), ["num_beams (beam search is not supported yet"]),
+    (dict(num_beam_groups=2), ["num_beam_groups (diverse (group) beam search is not supported"]),
     (dict(pad_token_id=0, attention_mask=[1, 1]), ["pad_token_id (not needed", "attention_mask (not needed"]),
     (dict(temprature=0.5), ["temprature (did you mean temperature?)"]),
     (dict(min_length=5), ["min_length (use min_new_tokens"]),
@@ -36,6 +36,10 @@ def test_unknown_arguments_are_named_with_what_to_use(model, kw, names):
 def test_harmless_defaults_and_per_function_arguments(model):
     ids = generate(model, [1, 2], 4, seed=0)
     assert generate(model, [1, 2], 4, seed=0, num_beams=1, use_cache=True) == ids
+    assert list(stream(model, [1, 2], 4, seed=0, num_beams=1, length_penalty=1.0, early_stopping=False)) == ids
+    for kw in (dict(num_beams=4), dict(length_penalty=2.0), dict(return_scores=True)):
+        with pytest.raises(TypeError, match=f"{next(iter(kw))} .*use generate\\(num_beams=...\\)"):
+            next(iter(stream(model, [1, 2], 4, **kw)))
     with pytest.raises(TypeError, match="return_logprobs .*use generate"):
         next(iter(stream(model, [1, 2], 4, return_logprobs=True)))
     with pytest.raises(TypeError, match="return_full_text .*stream yields only the new tokens"):

@@ -202,3 +202,33 @@ def test_num_return_sequences(models, greedy):
     assert pieces == got[:2]
     with pytest.raises(ValueError, match="num_return_sequences"):
         generate(model, PROMPTS[0], NEW, num_return_sequences=0)
+
+
+def repeated_ngrams(seq, n):
+    grams = [tuple(seq[i:i + n]) for i in range(len(seq) - n + 1)]
+    return len(grams) - len(set(grams))
+
+
+def test_no_repeat_ngram_size_greedy_and_sampling(models, greedy):
+    hf, model = models
+    # greedy: transformers' tokens; the prompt's n-grams count too (PROMPTS[2] is a run 9 8 7 ... 3)
+    for n in (1, 2, 3):
+        for p, g in zip(PROMPTS, greedy):
+            expected = hf_new(hf, p, no_repeat_ngram_size=n)
+            assert generate(model, p, NEW, do_sample=False, no_repeat_ngram_size=n) == expected
+            assert repeated_ngrams(p + expected, n) == 0
+    assert any(repeated_ngrams(p + g, 2) for p, g in zip(PROMPTS, greedy)), "nothing for the ban to change"
+    # sampling: the same ban before temperature and filters, so no n-gram repeats whatever is drawn
+    kw = dict(temperature=0.8, top_k=3, seed=3)  # close to greedy, which repeats bigrams here
+    free = generate(model, PROMPTS, 40, **kw)
+    assert sum(repeated_ngrams(p + f, 2) for p, f in zip(PROMPTS, free)) > 0
+    for n in (2, 3):
+        got = generate(model, PROMPTS, 40, no_repeat_ngram_size=n, **kw)
+        assert all(repeated_ngrams(p + g, n) == 0 for p, g in zip(PROMPTS, got))
+        streamed = [[], [], []]
+        for i, t in stream(model, PROMPTS, 40, no_repeat_ngram_size=n, **kw):
+            streamed[i].append(t)
+        assert streamed == got
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ValueError, match="no_repeat_ngram_size must be an integer >= 0"):
+            generate(model, PROMPTS[0], NEW, no_repeat_ngram_size=bad)

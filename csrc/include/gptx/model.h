@@ -79,6 +79,13 @@ public:
     int64_t length(int64_t slot) const;               // throws gptx::Error for a slot out of range
     void set_length(int64_t slot, int64_t length) const;  // 0 <= length <= max_len
     void reset(int64_t slot = -1) const;                 // forget one slot (all when slot < 0); memory is kept
+    // Slot dst[i] takes the length of slot src[i] and its keys/values at positions [first_row, that length), all at
+    // once: every source is read before any destination is written, so the same slot may be a source and a
+    // destination, and a source may feed several destinations (beam search reorders its beams this way after each
+    // step). Rows below first_row are left as they are: the caller knows they already agree (a prompt every beam
+    // shares). dst must hold distinct slots; src[i] == dst[i] copies nothing. Works on any device (device copies).
+    // Throws gptx::Error for a count mismatch, a slot out of range, a repeated destination or first_row < 0.
+    void copy_slots(const std::vector<int64_t>& dst, const std::vector<int64_t>& src, int64_t first_row = 0) const;
 
 private:
     Tensor k_, v_, lengths_;
