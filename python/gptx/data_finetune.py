@@ -32,15 +32,15 @@ def _unpack(pair, i: int) -> tuple[str, str]:
 
 
 def encode_pairs(pairs, tokenizer, block_size: int, too_long: str = "truncate",
-                 stats: dict | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+                 counts: dict | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
     """Encode (prompt, completion) pairs into (x, y) int32 examples of length <= block_size.
 
     The sequence is prompt + completion (+ the end-of-text token when the tokenizer has one, so the model learns to
     stop); x = seq[:-1], y = seq[1:] with y = -100 wherever the next token is still part of the prompt, so only the
     completion (and its end token) is learned. An empty prompt starts with the end-of-text token instead.
     Longer sequences: too_long="truncate" drops prompt tokens from the left (keeping at least one) and then cuts
-    the completion's end; "skip" leaves the example out; "error" raises. stats (a dict), when given, gets the
-    number of examples cut ("cut") and skipped ("skipped").
+    the completion's end; "skip" leaves the example out; "error" raises. `counts`, when given, receives how many
+    examples were "truncated" and "skipped", so callers can report them (nothing is cut silently).
     """
     if too_long not in TOO_LONG:
         raise ValueError(f"too_long must be one of {TOO_LONG}, got {too_long!r}")
@@ -48,9 +48,10 @@ def encode_pairs(pairs, tokenizer, block_size: int, too_long: str = "truncate",
         raise ValueError(f"block_size must be positive, got {block_size}")
     eot = tokenizer.eot_token
     examples = []
-    counts = {"cut": 0, "skipped": 0} if stats is None else stats
-    counts.setdefault("cut", 0)
-    counts.setdefault("skipped", 0)
+    tally = {"truncated": 0, "skipped": 0}
+    if counts is not None:
+        counts.update(tally)
+        tally = counts
     for i, pair in enumerate(pairs):
         prompt, completion = _unpack(pair, i)
         p = list(tokenizer.encode(prompt))
@@ -67,9 +68,9 @@ def encode_pairs(pairs, tokenizer, block_size: int, too_long: str = "truncate",
                 raise ValueError(f"example {i}: {len(p)} prompt + {len(c)} completion tokens exceed "
                                  f"block_size + 1 = {block_size + 1}")
             if too_long == "skip":
-                counts["skipped"] += 1
+                tally["skipped"] += 1
                 continue
-            counts["cut"] += 1
+            tally["truncated"] += 1
             p = p[-max(1, block_size + 1 - len(c)):]
         examples.append(_example(p, c, block_size))
     return examples
@@ -84,26 +85,29 @@ def _example(p: list[int], c: list[int], block_size: int) -> tuple[np.ndarray, n
     return x, y
 
 
-def encode_pair_file(pf: PairFile, tokenizer, block_size: int, template: str | None = None):
-    """(examples, stats) of a read_pairs() file with targets, for fine-tuning.
+def encode_pair_file(pf: PairFile, tokenizer, block_size: int, template: str | None = None,
+                     too_long: str = "truncate"):
+    """(examples, counts) of a read_pairs() file with targets, for fine-tuning.
 
     Document/summary pairs: prompt = the template filled with the document, then the summary and the end-of-text
-    token; only the summary and end-of-text are learned. A document too long for block_size is cut at its end (never
-    the summary: a summary that leaves no room for one document token is a ValueError naming its line).
-    prompt/completion files keep encode_pairs' behaviour (the prompt loses its start). stats: "cut" (documents
-    cut), "skipped_empty" (lines with an empty document or summary), "examples".
+    token; only the summary and end-of-text are learned. A document too long for block_size is cut at its end
+    (too_long="truncate"; never the summary: a summary that leaves no room for a document token is a ValueError
+    naming its line), or its pair is left out ("skip"), or it is an error ("error"). prompt/completion files keep
+    encode_pairs' behaviour (the prompt loses its start). counts: "truncated", "skipped" (too long),
+    "skipped_empty" (lines with an empty document or summary), "examples".
     """
+    if too_long not in TOO_LONG:
+        raise ValueError(f"too_long must be one of {TOO_LONG}, got {too_long!r}")
     if block_size < 1:
         raise ValueError(f"block_size must be positive, got {block_size}")
     missing = [p.line for p in pf.pairs if p.target is None]
     if missing:
         raise ValueError(f"{pf.path}:{missing[0]}: no \"{pf.target_key}\" to learn ({len(missing)} line(s) lack it)")
-    stats = {"cut": 0, "skipped_empty": pf.skipped_empty}
+    counts = {"truncated": 0, "skipped": 0, "skipped_empty": pf.skipped_empty}
     if pf.raw and template is None:
-        examples = encode_pairs([(p.source, p.target) for p in pf.pairs], tokenizer, block_size, stats=stats)
-        stats.pop("skipped", None)
-        stats["examples"] = len(examples)
-        return examples, stats
+        examples = encode_pairs([(p.source, p.target) for p in pf.pairs], tokenizer, block_size, too_long, counts)
+        counts["examples"] = len(examples)
+        return examples, counts
     tpl = Template(template, raw=pf.raw)
     eot = tokenizer.eot_token
     examples = []
@@ -115,10 +119,16 @@ def encode_pair_file(pf: PairFile, tokenizer, block_size: int, template: str | N
             raise ValueError(f"{where}the summary ({len(c)} tokens with end-of-text) leaves no room for the document "
                              f"in block_size + 1 = {block_size + 1} tokens")
         ids, cut = tpl.prompt_ids(p.source, tokenizer, room, where)
-        stats["cut"] += cut
+        if cut and too_long == "error":
+            raise ValueError(f"{where}the document does not fit in block_size + 1 = {block_size + 1} tokens with its "
+                             f"{len(c)}-token summary (too_long='truncate' cuts it at its end)")
+        if cut and too_long == "skip":
+            counts["skipped"] += 1
+            continue
+        counts["truncated"] += cut
         examples.append(_example(ids, c, block_size))
-    stats["examples"] = len(examples)
-    return examples, stats
+    counts["examples"] = len(examples)
+    return examples, counts
 
 
 class FinetuneDataset:

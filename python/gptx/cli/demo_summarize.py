@@ -36,6 +36,13 @@ def _plan(model, dataset, settings: dict, seconds: float, steps: int | None, rng
                 eval_every=max(1, steps // 4), log_every=max(1, steps // 8))
 
 
+def _fit(trainer, seconds: float, steps: int | None) -> dict:
+    """An exact step count runs as given; a planned one is re-planned from the real pace (as the default demo)."""
+    from gptx.cli.demo import _fit_within
+
+    return trainer.fit() if steps is not None else _fit_within(trainer, seconds)
+
+
 def run_summarize(args) -> int:
     import gptx
     from gptx.corpus_docstrings import build_corpus, stats_line, write_corpus
@@ -80,7 +87,7 @@ def run_summarize(args) -> int:
         settings = _plan(model, train, PRETRAIN, seconds, args.steps, rng, f"pretraining on {len(tokens):,} tokens")
         cfg = TrainConfig(**settings, seed=args.seed, max_seconds=seconds * 1.1,
                           progress=progress, out_dir=os.path.join(root, "base") if args.out else None)
-        s = Trainer(model, cfg, train, val, tok).fit()
+        s = _fit(Trainer(model, cfg, train, val, tok), seconds, args.steps)
         print(f"pretrained {s['step']} steps: loss {s['loss']:.3f}"
               + (f", val loss {s['val_loss']:.3f}" if s["val_loss"] is not None else ""), flush=True)
 
@@ -92,10 +99,10 @@ def run_summarize(args) -> int:
         ft_val = FinetuneDataset(vexamples, seed=args.seed) if vexamples else None
         seconds = budget * FINETUNE_SHARE
         settings = _plan(model, ft_train, FINETUNE, seconds, args.steps, rng,
-                         f"fine-tuning on {len(examples)} pairs ({st['cut']} documents cut)")
+                         f"fine-tuning on {len(examples)} pairs ({st['truncated']} documents cut)")
         cfg = TrainConfig(**settings, seed=args.seed, max_seconds=seconds * 1.1,
                           progress=progress, out_dir=os.path.join(root, "finetuned") if args.out else None)
-        s = Trainer(model, cfg, ft_train, ft_val, tok).fit()
+        s = _fit(Trainer(model, cfg, ft_train, ft_val, tok), seconds, args.steps)
         print(f"fine-tuned {s['step']} steps: loss {s['loss']:.3f}"
               + (f", val loss {s['val_loss']:.3f}" if s["val_loss"] is not None else ""), flush=True)
 

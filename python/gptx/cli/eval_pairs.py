@@ -39,7 +39,7 @@ def _summary_loss(args) -> int:
         nats += float(model.forward_loss(x, y)) * k
         count += k
     loss = nats / count
-    print(f"{len(examples)} pairs, {int(count):,} summary tokens scored ({st['cut']} document(s) cut to fit "
+    print(f"{len(examples)} pairs, {int(count):,} summary tokens scored ({st['truncated']} document(s) cut to fit "
           f"{block} tokens)")
     print(f"summary loss: {loss:.4f} nats/token")
     print(f"perplexity: {math.exp(min(loss, 700.0)):.4f}")
