@@ -230,7 +230,8 @@ def build_corpus(packages=("stdlib",)) -> Corpus:
     splits["test"] = kept
     units = {s: sorted({unit_of(p.module) for p in splits[s]}) for s in splits}
     stats = dict(python=_python_version(), packages=list(packages), pairs={s: len(v) for s, v in splits.items()},
-                 units={s: len(v) for s, v in units.items()}, dropped=counts, pretrain_chars=0)
+                 units={s: len(v) for s, v in units.items()}, files=counts.pop("files"),
+                 docstrings=counts.pop("docstrings"), dropped=counts, pretrain_chars=0)
     stats["pretrain_chars"] = len(text)
     return Corpus(splits, text, stats)
 
@@ -302,8 +303,9 @@ def write_corpus(corpus: Corpus, out_dir, tokenizer_vocab: int | None = None) ->
 
 def stats_line(stats: dict) -> str:
     p, u, d = stats["pairs"], stats["units"], stats["dropped"]
-    dropped = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in d.items() if k not in ("files", "docstrings") and v)
+    dropped = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in d.items() if v)
     return (f"{sum(p.values()):,} pairs (train {p['train']:,} / val {p['val']:,} / test {p['test']:,}; modules "
-            f"grouped in {u['train']} / {u['val']} / {u['test']} units) from {d['docstrings']:,} docstrings in "
-            f"{d['files']:,} files of {', '.join(stats['packages'])} (Python {stats['python']}); dropped: {dropped}; "
+            f"grouped in {u['train']} / {u['val']} / {u['test']} units) from {stats['docstrings']:,} docstrings in "
+            f"{stats['files']:,} files of {', '.join(stats['packages'])} (Python {stats['python']}); "
+            f"dropped: {dropped}; "
             f"pretraining text {stats['pretrain_chars']:,} characters (test modules excluded)")

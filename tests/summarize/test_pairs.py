@@ -40,7 +40,8 @@ def test_explicit_keys_and_missing_target_allowed_when_not_needed(tmp_path):
 @pytest.mark.parametrize("line, message", [
     ('{"document": "a", "summary": "b"', r"d\.jsonl:2: invalid JSON"),
     ('{"document": "a"}', r'd\.jsonl:2: missing key "summary" \(keys found: \[\'document\'\]\)'),
-    ('{"summary": "a", "title": "t"}', r'd\.jsonl:2: missing key "document" \(keys found: \[\'summary\', \'title\'\]\)'),
+    ('{"summary": "a", "title": "t"}',
+     r'd\.jsonl:2: missing key "document" \(keys found: \[\'summary\', \'title\'\]\)'),
     ('{"document": 3, "summary": "b"}', r'd\.jsonl:2: "document" must be a string'),
     ('[1, 2]', r"d\.jsonl:2: expected a JSON object"),
 ])

@@ -61,7 +61,8 @@ def add_parser(sub):
                        description="Write one JSON object per input line: the input's id (its \"id\", else the line "
                        "number), the prediction and the reference when the line has one. The prompt is the "
                        "fine-tuning template; a document too long for the context is cut at its end.")
-    p.add_argument("checkpoint", metavar="CHECKPOINT", help="a run folder, a step folder or a Hugging Face GPT-2 folder")
+    p.add_argument("checkpoint", metavar="CHECKPOINT",
+                   help="a run folder, a step folder or a Hugging Face GPT-2 folder")
     p.add_argument("--input", "-i", required=True, metavar="FILE", help="JSONL documents (references optional)")
     p.add_argument("--output", "-o", required=True, metavar="FILE", help="JSONL predictions (written atomically)")
     p.add_argument("--limit", type=integer(1), metavar="N", help="only the first N documents")
