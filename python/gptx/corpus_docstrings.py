@@ -27,7 +27,7 @@ TEST_FRACTION, VAL_FRACTION = 0.10, 0.10
 # A pair's document needs this many words of prose (doctest lines not counted): shorter bodies say too little to be
 # summarised ("See above.", a lone "Raises ValueError.").
 MIN_DOC_WORDS = 12
-# Summary length in words: a 1- or 2-word summary ("Constructor.", "Helper function") says nothing; longer than 40
+# Summary length in words: a 1- or 2-word summary ("Constructor.", "Internal use") says nothing; longer than 40
 # words is a paragraph, not a one-line summary.
 MIN_SUMMARY_WORDS, MAX_SUMMARY_WORDS = 3, 40
 # Documents longer than this many characters are dropped: tables of options and long reference pages are not

@@ -57,7 +57,7 @@ def test_docstring_filters():
     cases = {
         "no_summary_line": "A summary that goes on\nover two lines.\n\n" + body,
         "signature_summary": "foo(a, b) -> int\n\n" + body,
-        "short_summary": "Helper.\n\n" + body,
+        "short_summary": "Constructor.\n\n" + body,
         "long_summary": " ".join(["word"] * 41) + "\n\n" + body,
         "doctest_only": "Return the parsed value.\n\n>>> parse('1')\n1\n>>> parse('2')\n2",
         "short_body": "Return the parsed value.\n\nSee above for details.",
