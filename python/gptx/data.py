@@ -8,13 +8,14 @@ import numpy as np
 from gptx import _assets
 from gptx._checks import integer
 from gptx._fileio import read_text, to_json_types
-from gptx.data_finetune import FinetuneDataset, encode_pairs, load_jsonl_pairs
+from gptx.data_finetune import FinetuneDataset, encode_pair_file, encode_pairs, load_jsonl_pairs
+from gptx.data_pairs import Template, read_pairs
 from gptx.data_shards import ShardedTokens, load_shard_index, load_shards, prepare, read_shard, val_count, write_shard
 
 __all__ = [
     "shakespeare_text", "load_text", "train_val_split", "TokenDataset",
     "ShardedTokens", "load_shards", "load_shard_index", "read_shard", "write_shard", "prepare",
-    "load_jsonl_pairs", "encode_pairs", "FinetuneDataset",
+    "load_jsonl_pairs", "encode_pairs", "FinetuneDataset", "read_pairs", "encode_pair_file", "Template",
 ]
 
 STATE_VERSION = 1

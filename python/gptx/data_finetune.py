@@ -1,14 +1,11 @@
 """Fine-tuning data: prompt/completion JSONL, examples with the prompt masked from the loss, padded batches."""
 from __future__ import annotations
 
-import json
-import os
-
 import numpy as np
 
 from gptx._checks import integer
-from gptx._checks import path as _path
 from gptx._fileio import to_json_types
+from gptx.data_pairs import PairFile, Template, read_pairs
 
 IGNORE_INDEX = -100  # targets with this value are left out of the loss (GPT.forward's ignore index)
 STATE_VERSION = 1
@@ -19,41 +16,10 @@ def load_jsonl_pairs(path) -> list[tuple[str, str]]:
     """(prompt, completion) from a JSON Lines file of {"prompt": str, "completion": str} objects.
 
     Blank lines are skipped; other keys are ignored. Any bad line is a ValueError naming the file and line number.
+    Files with other keys (document/summary, article/highlights, ...): read_pairs and encode_pair_file.
     """
-    path = _path("load_jsonl_pairs", "path", path)
-    pairs = []
-    with open(path, "rb") as f:
-        for lineno, raw in enumerate(f, 1):
-            where = f"{path}:{lineno}"
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise ValueError(f"{where}: not valid UTF-8 ({e.reason})") from None
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{where}: invalid JSON: {e.msg} (column {e.colno})") from None
-            except RecursionError:
-                raise ValueError(f"{where}: invalid JSON: nested too deeply") from None
-            if not isinstance(obj, dict):
-                raise ValueError(f"{where}: expected a JSON object with \"prompt\" and \"completion\", "
-                                 f"got {type(obj).__name__}")
-            for key in ("prompt", "completion"):
-                if key not in obj:
-                    raise ValueError(f"{where}: missing key \"{key}\" (keys present: {sorted(obj)})")
-                if not isinstance(obj[key], str):
-                    raise ValueError(f"{where}: \"{key}\" must be a string, got {type(obj[key]).__name__}")
-                try:  # JSON's \ud800-style escapes can spell lone surrogates, which no tokenizer can encode
-                    obj[key].encode("utf-8")
-                except UnicodeEncodeError as e:
-                    raise ValueError(f"{where}: \"{key}\" holds an unpaired surrogate escape "
-                                     f"(\\u{ord(obj[key][e.start]):04x}): not text") from None
-            pairs.append((obj["prompt"], obj["completion"]))
-    if not pairs:
-        raise ValueError(f"{path} holds no examples")
-    return pairs
+    pf = read_pairs(path, "prompt", "completion", skip_empty=False)
+    return [(p.source, p.target) for p in pf.pairs]
 
 
 def _unpack(pair, i: int) -> tuple[str, str]:
@@ -107,12 +73,63 @@ def encode_pairs(pairs, tokenizer, block_size: int, too_long: str = "truncate",
                 continue
             tally["truncated"] += 1
             p = p[-max(1, block_size + 1 - len(c)):]
-        seq = np.asarray((p + c)[:block_size + 1], dtype=np.int32)
-        x = seq[:-1].copy()
-        y = seq[1:].copy()
-        y[:len(p) - 1] = IGNORE_INDEX
-        examples.append((x, y))
+        examples.append(_example(p, c, block_size))
     return examples
+
+
+def _example(p: list[int], c: list[int], block_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(x, y) of prompt p + completion c: y masked (-100) wherever the next token is still part of the prompt."""
+    seq = np.asarray((p + c)[:block_size + 1], dtype=np.int32)
+    x = seq[:-1].copy()
+    y = seq[1:].copy()
+    y[:len(p) - 1] = IGNORE_INDEX
+    return x, y
+
+
+def encode_pair_file(pf: PairFile, tokenizer, block_size: int, template: str | None = None,
+                     too_long: str = "truncate"):
+    """(examples, counts) of a read_pairs() file with targets, for fine-tuning.
+
+    Document/summary pairs: prompt = the template filled with the document, then the summary and the end-of-text
+    token; only the summary and end-of-text are learned. A document too long for block_size is cut at its end
+    (too_long="truncate"; never the summary: a summary that leaves no room for a document token is a ValueError
+    naming its line), or its pair is left out ("skip"), or it is an error ("error"). prompt/completion files keep
+    encode_pairs' behaviour (the prompt loses its start). counts: "truncated", "skipped" (too long),
+    "skipped_empty" (lines with an empty document or summary), "examples".
+    """
+    if too_long not in TOO_LONG:
+        raise ValueError(f"too_long must be one of {TOO_LONG}, got {too_long!r}")
+    if block_size < 1:
+        raise ValueError(f"block_size must be positive, got {block_size}")
+    missing = [p.line for p in pf.pairs if p.target is None]
+    if missing:
+        raise ValueError(f"{pf.path}:{missing[0]}: no \"{pf.target_key}\" to learn ({len(missing)} line(s) lack it)")
+    counts = {"truncated": 0, "skipped": 0, "skipped_empty": pf.skipped_empty}
+    if pf.raw and template is None:
+        examples = encode_pairs([(p.source, p.target) for p in pf.pairs], tokenizer, block_size, too_long, counts)
+        counts["examples"] = len(examples)
+        return examples, counts
+    tpl = Template(template, raw=pf.raw)
+    eot = tokenizer.eot_token
+    examples = []
+    for p in pf.pairs:
+        c = list(tokenizer.encode(tpl.target_text(p.target))) + ([eot] if eot is not None else [])
+        where = f"{pf.path}:{p.line}: "
+        room = block_size + 1 - len(c)
+        if room < 2:
+            raise ValueError(f"{where}the summary ({len(c)} tokens with end-of-text) leaves no room for the document "
+                             f"in block_size + 1 = {block_size + 1} tokens")
+        ids, cut = tpl.prompt_ids(p.source, tokenizer, room, where)
+        if cut and too_long == "error":
+            raise ValueError(f"{where}the document does not fit in block_size + 1 = {block_size + 1} tokens with its "
+                             f"{len(c)}-token summary (too_long='truncate' cuts it at its end)")
+        if cut and too_long == "skip":
+            counts["skipped"] += 1
+            continue
+        counts["truncated"] += cut
+        examples.append(_example(ids, c, block_size))
+    counts["examples"] = len(examples)
+    return examples, counts
 
 
 class FinetuneDataset:

@@ -493,6 +493,12 @@ class GPT:
 
         return stream(self, prompt_ids, max_new_tokens, **kwargs)
 
+    def summarize(self, texts, tokenizer=None, **kwargs):
+        """A summary per text (the fine-tuning prompt template, then generate); see gptx.summarize.summarize."""
+        from gptx.summarize import summarize
+
+        return summarize(self, texts, tokenizer=tokenizer, **kwargs)
+
     # Pickle / copy.deepcopy: the parameters and gradients are views of two flat buffers, which a member-by-member copy
     # would turn into unrelated arrays; rebuild the views instead (activation buffers are re-made on demand).
     def __getstate__(self) -> dict:

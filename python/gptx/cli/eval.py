@@ -1,4 +1,6 @@
-"""`gptx eval`: loss, perplexity and bits per byte of a checkpoint over a text file, in non-overlapping windows."""
+"""`gptx eval`: loss, perplexity and bits per byte of a checkpoint over a text file, in non-overlapping windows; on
+document/summary pairs, the loss of the summaries or (--rouge) ROUGE of generated summaries next to the lead
+baseline."""
 from __future__ import annotations
 
 import math
@@ -13,19 +15,39 @@ from gptx.cli._numbers import integer
 def add_parser(sub):
     from gptx.cli.sample import add_tokenizer_argument
 
-    p = sub.add_parser("eval", help="loss, perplexity and bits per byte of a checkpoint on a text file",
+    from gptx.cli.summarize import add_decode_arguments, add_pair_arguments
+
+    p = sub.add_parser("eval", help="loss, perplexity and bits per byte on a text file; ROUGE on summary pairs",
                        description="Score a UTF-8 text file with a gptx checkpoint or a Hugging Face GPT-2 directory: "
                        "the file is tokenized (with the tokenizer saved in the folder, or --tokenizer) and cut into "
                        "non-overlapping windows of block_size tokens, each token predicted from the ones before it "
-                       "in its window.")
+                       "in its window. With --jsonl: the loss of the summaries given their documents (the "
+                       "fine-tuning prompt), or with --rouge, ROUGE-1/2/L/Lsum F1 of generated summaries with 95% "
+                       "bootstrap intervals next to the lead baseline (each document's first sentence).")
     p.add_argument("checkpoint", metavar="CHECKPOINT")
     add_tokenizer_argument(p)
-    p.add_argument("--data", required=True, metavar="FILE", help="UTF-8 text file")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--data", metavar="FILE", help="UTF-8 text file")
+    src.add_argument("--jsonl", metavar="FILE", help="document/summary pairs (keys as for fine-tuning)")
+    p.add_argument("--rouge", action="store_true", help="with --jsonl: generate a summary per document and score it "
+                   "with ROUGE (needs rouge-score: pip install \"gptx-engine[eval]\")")
+    p.add_argument("--json", nargs="?", const="-", default=None, metavar="FILE", help="with --rouge: the scores as "
+                   "one JSON object (rouge1, rouge2, rougeL, rougeLsum for \"model\" and \"lead\"), to FILE "
+                   "(atomically) or, without FILE, to stdout instead of the table")
+    p.add_argument("--output", "-o", metavar="FILE", help="with --rouge: also write the predictions (as gptx "
+                   "summarize does)")
+    p.add_argument("--limit", type=integer(1), metavar="N", help="with --jsonl: only the first N pairs")
+    p.add_argument("--no-progress", action="store_true", help="no progress line")
+    add_pair_arguments(p)
+    add_decode_arguments(p, batch_size=False)
     p.add_argument("--block-size", type=integer(1), default=None, metavar="T",
                    help="window length (default and maximum: "
                    "the model's block_size)")
-    p.add_argument("--batch-size", type=integer(1), default=4, metavar="B", help="windows per forward pass (default 4)")
+    p.add_argument("--batch-size", type=integer(1), default=None, metavar="B", help="windows per forward pass "
+                   "(default 4); with --jsonl, pairs per forward pass or documents per generate call (default 8)")
     p.add_argument("--threads", type=integer(1), default=None, metavar="N")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     return p
 
 
@@ -55,13 +77,18 @@ def evaluate(model, tokens: np.ndarray, block: int, batch: int) -> tuple[float, 
 def run(args) -> int:
     import gptx
 
+    if args.jsonl or args.rouge:
+        from gptx.cli.eval_pairs import run_pairs
+
+        return run_pairs(args)
     try:
         if args.threads:
             gptx.set_num_threads(args.threads)
-        model, tok = gptx.load(args.checkpoint, tokenizer=args.tokenizer)
+        model, tok = gptx.load(args.checkpoint, tokenizer=args.tokenizer, device=args.device, dtype=args.dtype)
         block = model.config.block_size if args.block_size is None else args.block_size
         if not 1 <= block <= model.config.block_size:
             raise ValueError(f"--block-size must be in [1, {model.config.block_size}], got {block}")
+        args.batch_size = args.batch_size or 4
         if args.batch_size < 1:
             raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
         try:

@@ -1,4 +1,4 @@
-"""`gptx prepare`: tokenize text files once into uint16 train/val token shards for training on large corpora."""
+"""`gptx prepare`: tokenize text files once into uint16 token shards, or build the docstring summarisation corpus."""
 import sys
 
 from gptx.cli._numbers import integer, number
@@ -9,9 +9,18 @@ def add_parser(sub):
         "prepare",
         help="tokenize text files into token shards",
         description="Tokenize UTF-8 text files once into memory-mappable uint16 token shards (train_*.bin, "
-        "val_*.bin), an index.json, and the tokenizer, all in --out.",
+        "val_*.bin), an index.json, and the tokenizer, all in --out. With --summaries docstrings: build "
+        "document -> summary pairs from Python docstrings instead (train/val/test.jsonl split by module, "
+        "pretrain.txt, stats.json).",
     )
-    p.add_argument("--input", "-i", nargs="+", required=True, metavar="FILE", help="UTF-8 text file(s)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--input", "-i", nargs="+", metavar="FILE", help="UTF-8 text file(s)")
+    src.add_argument("--summaries", choices=["docstrings"], help="build a summarisation corpus: 'docstrings' reads "
+                     "the source of the running Python's standard library (and --packages) without importing it")
+    p.add_argument("--packages", default="stdlib", metavar="NAMES", help="with --summaries: comma-separated "
+                   "packages to read, 'stdlib' for the standard library (default: stdlib)")
+    p.add_argument("--tokenizer-vocab", type=integer(258), default=None, metavar="N", help="with --summaries: "
+                   "also train a byte-level BPE of N ids on pretrain.txt into --out/tokenizer")
     p.add_argument("--out", "-o", required=True, metavar="DIR", help="output folder (created if missing)")
     p.add_argument("--tokenizer", default="gpt2", metavar="bytes|gpt2|PATH",
                    help="'bytes', 'gpt2' (default), or a folder/file saved by Tokenizer.save or a tokenizer.json")
@@ -23,8 +32,30 @@ def add_parser(sub):
     return p
 
 
+def run_summaries(args) -> int:
+    from gptx.corpus_docstrings import build_corpus, stats_line, write_corpus
+
+    packages = [p.strip() for p in args.packages.split(",") if p.strip()]
+    try:
+        stats = write_corpus(build_corpus(packages), args.out, args.tokenizer_vocab)
+    except (ValueError, OSError) as e:
+        print(f"gptx prepare: error: {e}", file=sys.stderr)
+        return 1
+    if not args.quiet:
+        print(stats_line(stats))
+        print(f"  -> {args.out}: train.jsonl val.jsonl test.jsonl pretrain.txt stats.json"
+              + (" tokenizer/" if args.tokenizer_vocab else ""))
+    return 0
+
+
 def run(args) -> int:
     from gptx.data_shards import prepare
+
+    if args.summaries:
+        return run_summaries(args)
+    if args.tokenizer_vocab is not None or args.packages != "stdlib":
+        print("gptx prepare: error: --packages and --tokenizer-vocab go with --summaries", file=sys.stderr)
+        return 1
 
     try:
         index = prepare(

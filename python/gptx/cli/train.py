@@ -52,11 +52,19 @@ def add_parser(sub):
                      help="model shape, tokenizer and defaults for a new model (default: shakespeare)")
     src.add_argument("--data", metavar="PATH", help="UTF-8 text file, or a folder of token shards from `gptx "
                      "prepare` (default: the bundled Tiny Shakespeare)")
-    src.add_argument("--jsonl", metavar="FILE", help='fine-tuning pairs, one {"prompt": ..., "completion": ...} per '
-                     "line; the loss covers only the completion")
+    src.add_argument("--jsonl", metavar="FILE", help="fine-tuning pairs, one JSON object per line: "
+                     "document/summary, article/highlights, dialogue/summary or prompt/completion (found from the "
+                     "first line); the loss covers only the summary (completion) and its end-of-text token")
+    src.add_argument("--val-jsonl", metavar="FILE", help="validation pairs (default: the last --val-fraction of "
+                     "--jsonl)")
+    src.add_argument("--document-key", metavar="KEY", help="JSON key of the document (default: detected)")
+    src.add_argument("--summary-key", metavar="KEY", help="JSON key of the summary (default: detected)")
+    src.add_argument("--template", metavar="TEXT", help="prompt template with {document} (default "
+                     "'{document}\\nTL;DR:' for documents; prompts are used as they are); a document too long for "
+                     "the context is cut at its end")
     src.add_argument("--too-long", choices=("truncate", "skip", "error"), default=None,
-                     help="--jsonl pairs longer than the context: cut the prompt's start (default; counted in the "
-                     "data line), skip the pair, or stop with an error")
+                     help="--jsonl pairs longer than the context: cut the document's end (a prompt's start; "
+                     "default; counted in the data line), skip the pair, or stop with an error")
     src.add_argument("--init", metavar="PATH", help="start from these weights: a gptx checkpoint (run folder or "
                      "step folder) or a Hugging Face GPT-2 folder (config.json + model.safetensors)")
     src.add_argument("--resume", metavar="DIR", help="continue the run in DIR (model, optimizer, step, RNG, data "
@@ -122,18 +130,28 @@ def build_data(spec: dict, tokenizer, block_size: int, seed: int):
 
     kind, frac = spec["kind"], spec.get("val_fraction", 0.1)
     if kind == "jsonl":
-        counts = {}
-        examples = data.encode_pairs(data.load_jsonl_pairs(spec["path"]), tokenizer, block_size,
-                                     too_long=spec.get("too_long", "truncate"), counts=counts)
+        keys = dict(source_key=spec.get("document_key"), target_key=spec.get("summary_key"))
+        too_long = spec.get("too_long", "truncate")
+        pf = data.read_pairs(spec["path"], **keys)
+        examples, st = data.encode_pair_file(pf, tokenizer, block_size, spec.get("template"), too_long)
         if not examples:
             raise ValueError(f"{spec['path']}: every pair is longer than the context ({block_size} tokens) and "
                              f"--too-long skip left none")
-        n_val = max(1, round(len(examples) * frac)) if len(examples) >= 2 and frac > 0 else 0
-        train = data.FinetuneDataset(examples[: len(examples) - n_val], seed=seed)
-        val = data.FinetuneDataset(examples[len(examples) - n_val:], seed=seed) if n_val else None
-        cut = "".join(f", {counts[k]} {k} (longer than {block_size} tokens)" for k in ("truncated", "skipped")
-                      if counts.get(k))
-        return train, val, f"{len(train)} train / {n_val} val prompt-completion pairs{cut}"
+        if spec.get("val_path"):
+            vpf = data.read_pairs(spec["val_path"], **keys)
+            val_examples, vst = data.encode_pair_file(vpf, tokenizer, block_size, spec.get("template"), too_long)
+            train = data.FinetuneDataset(examples, seed=seed)
+        else:
+            n_val = max(1, round(len(examples) * frac)) if len(examples) >= 2 and frac > 0 else 0
+            train = data.FinetuneDataset(examples[: len(examples) - n_val], seed=seed)
+            val_examples, vst = examples[len(examples) - n_val:], {}
+        val = data.FinetuneDataset(val_examples, seed=seed) if val_examples else None
+        what = {"truncated": f"truncated (longer than {block_size} tokens)",
+                "skipped": f"skipped (longer than {block_size} tokens)", "skipped_empty": "skipped (empty)"}
+        notes = "".join(f", {st[k] + vst.get(k, 0)} {w}" for k, w in what.items() if st[k] + vst.get(k, 0))
+        kind_txt = "prompt-completion" if (pf.source_key, pf.target_key) == ("prompt", "completion") else \
+            f"{pf.source_key}/{pf.target_key}"
+        return train, val, f"{len(train)} train / {len(val_examples)} val {kind_txt} pairs{notes}"
     if kind == "shards":
         train_tokens = data.load_shards(spec["path"], "train")
         val_tokens = data.load_shards(spec["path"], "val")
@@ -149,11 +167,22 @@ def data_spec(args) -> dict:
     if args.jsonl and args.data:
         raise ValueError("--jsonl and --data both name training data: give one of them")
     if args.jsonl:
-        return {"kind": "jsonl", "path": os.path.abspath(args.jsonl), "val_fraction": args.val_fraction,
+        from gptx.data_pairs import unescape
+
+        spec = {"kind": "jsonl", "path": os.path.abspath(args.jsonl), "val_fraction": args.val_fraction,
                 "too_long": args.too_long or "truncate"}
+        for key in ("document_key", "summary_key", "template"):
+            if getattr(args, key, None) is not None:
+                spec[key] = unescape(args.template) if key == "template" else getattr(args, key)
+        if getattr(args, "val_jsonl", None):
+            spec["val_path"] = os.path.abspath(args.val_jsonl)
+        return spec
     if args.too_long:
         raise ValueError("--too-long applies to --jsonl pairs (text and token shards are cut into blocks, never "
                          "truncated)")
+    if getattr(args, "val_jsonl", None) or any(getattr(args, k, None) is not None
+                                               for k in ("document_key", "summary_key", "template")):
+        raise ValueError("--val-jsonl, --document-key, --summary-key and --template go with --jsonl")
     if args.data is None:
         return {"kind": "shakespeare", "val_fraction": args.val_fraction}
     path = os.path.abspath(args.data)
