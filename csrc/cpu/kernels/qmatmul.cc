@@ -348,12 +348,15 @@ void qmatmul_forward(const QMatmulParams& p) {
     const int64_t units = (panels + kNP - 1) / kNP;
     const int nt = num_threads();
     const bool par = units >= 2 && (p.M * p.N * p.K >= 32768);
+    // Dynamic chunks of about 1/8 of a thread's share: a core that another process slows down (these machines are
+    // shared) hands its remaining units to the other threads instead of holding up the whole call.
+    const int64_t chunk = units / (8 * (int64_t)nt) > 1 ? units / (8 * (int64_t)nt) : 1;
     if (p.format == QFormat::bf16) {
         uint16_t* aw = (uint16_t*)p.work;
         convert_rows_bf16(p, aw, Kp, nt);
         const uint16_t* W = (const uint16_t*)p.W;
         const int64_t ps = Kp * kQPanel;  // elements per panel
-#pragma omp parallel for num_threads(nt) schedule(static) if (par)
+#pragma omp parallel for num_threads(nt) schedule(dynamic, chunk) if (par)
         for (int64_t u = 0; u < units; u++) {
             alignas(64) float tile[kMRbf * 32];
             const int64_t j0 = u * kNP, np = panels - j0 < kNP ? panels - j0 : kNP;
@@ -372,7 +375,7 @@ void qmatmul_forward(const QMatmulParams& p) {
         convert_rows_int8(p, aq, ad, Kp, nt);
         const uint8_t* W = (const uint8_t*)p.W;
         const int64_t ps = Kb * kQInt8PanelBlockBytes;  // bytes per panel
-#pragma omp parallel for num_threads(nt) schedule(static) if (par)
+#pragma omp parallel for num_threads(nt) schedule(dynamic, chunk) if (par)
         for (int64_t u = 0; u < units; u++) {
             alignas(64) float tile[kMR8 * 32];
             const int64_t j0 = u * kNP, np = panels - j0 < kNP ? panels - j0 : kNP;

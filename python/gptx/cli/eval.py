@@ -12,6 +12,7 @@ from gptx.cli._numbers import integer
 
 def add_parser(sub):
     from gptx.cli.sample import add_tokenizer_argument
+    from gptx.weights import add_weights_argument
 
     p = sub.add_parser("eval", help="loss, perplexity and bits per byte of a checkpoint on a text file",
                        description="Score a UTF-8 text file with a gptx checkpoint or a Hugging Face GPT-2 directory: "
@@ -26,6 +27,7 @@ def add_parser(sub):
                    "the model's block_size)")
     p.add_argument("--batch-size", type=integer(1), default=4, metavar="B", help="windows per forward pass (default 4)")
     p.add_argument("--threads", type=integer(1), default=None, metavar="N")
+    add_weights_argument(p)
     return p
 
 
@@ -59,6 +61,8 @@ def run(args) -> int:
         if args.threads:
             gptx.set_num_threads(args.threads)
         model, tok = gptx.load(args.checkpoint, tokenizer=args.tokenizer)
+        if args.weights != "f32":
+            model.quantize(args.weights)
         block = model.config.block_size if args.block_size is None else args.block_size
         if not 1 <= block <= model.config.block_size:
             raise ValueError(f"--block-size must be in [1, {model.config.block_size}], got {block}")
