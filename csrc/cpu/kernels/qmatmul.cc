@@ -11,6 +11,10 @@
 // cache while the rows stream past it. At M = 1 (decoding) this is a GEMV that reads each weight byte once.
 #include <omp.h>
 #include <string.h>
+#if defined(__AMX_BF16__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
 #include "../kernels.h"
 #include "backend/qformat.h"
@@ -35,6 +39,7 @@ static inline uint32_t load_u32(const void* p) {
 }
 
 static void convert_rows_bf16(const QMatmulParams& p, uint16_t* aw, int64_t Kp, int nt) {
+    memset(aw + p.M * Kp, 0, (size_t)((qround_up(p.M, 32) - p.M) * Kp) * 2);  // rows an AMX tile may read
 #pragma omp parallel for num_threads(nt) schedule(static) if (p.M * p.K >= 65536)
     for (int64_t m = 0; m < p.M; m++) {
         const float* a = p.A + m * p.lda;
@@ -341,6 +346,96 @@ static void store_tile(const QMatmulParams& p, const float* tile, int64_t m0, in
     }
 }
 
+
+#if defined(__AMX_BF16__)
+// ------------------------------------------------------------------------------------------------ AMX (bf16 prefill)
+// Sapphire Rapids and later Xeons: tdpbf16ps multiplies a 16 x 32 bf16 tile of activations by a 32 x 16 tile of
+// weights whose pairs along K are interleaved per column, which is exactly a panel's layout (16 rows of 64 bytes
+// = 32 k x 16 lanes), into a 16 x 16 float32 tile. Used from kAmxMinRows rows on: prompts (prefill). Decode batches
+// stay on the vdpbf16ps tile, whose per-row result does not depend on how many rows run together.
+constexpr int64_t kAmxMinRows = 64;
+
+// Linux hands out the AMX tile state only to processes that ask (arch_prctl ARCH_REQ_XCOMP_PERM, XTILEDATA = 18).
+static bool amx_usable() {
+    static const int ok = [] {
+        unsigned a, b, c, d;
+        __asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(7), "c"(0));
+        const bool tile = (d >> 24) & 1u, bf16 = (d >> 22) & 1u;
+        if (!tile || !bf16) return 0;
+        return syscall(SYS_arch_prctl, 0x1023, 18) == 0 ? 1 : 0;
+    }();
+    return ok != 0;
+}
+
+struct alignas(64) TileConfig {
+    uint8_t palette, start_row, reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+};
+
+// Tiles 0-3: C (16 x 16 float32); 4-5: A (16 rows x 64 bytes); 6-7: B (16 rows x 64 bytes).
+static void amx_configure() {
+    TileConfig cfg;
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.palette = 1;
+    for (int t = 0; t < 8; t++) {
+        cfg.colsb[t] = 64;
+        cfg.rows[t] = 16;
+    }
+    // ldtilecfg through asm with a memory operand: GCC 12's intrinsic may drop the stores that fill cfg.
+    __asm__ volatile("ldtilecfg %0" ::"m"(cfg) : "memory");
+}
+
+// Rows m0 .. m0 + 31 (the workspace has them, zero past M) x panels j0, j0 + 1 over the whole of K -> out (32 x 32).
+static void amx_tile(const uint16_t* aw, int64_t Kp, const uint16_t* w, int64_t ps, int64_t np, float* out) {
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
+    const int64_t stride_a = Kp * 2;  // bytes between activation rows
+    for (int64_t k = 0; k < Kp; k += 32) {
+        _tile_loadd(4, aw + k, stride_a);
+        _tile_loadd(5, aw + 16 * Kp + k, stride_a);
+        _tile_loadd(6, w + (k / 2) * 32, 64);
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_dpbf16ps(2, 5, 6);
+        if (np == 2) {
+            _tile_loadd(7, w + ps + (k / 2) * 32, 64);
+            _tile_dpbf16ps(1, 4, 7);
+            _tile_dpbf16ps(3, 5, 7);
+        }
+    }
+    _tile_stored(0, out, 128);
+    _tile_stored(2, out + 16 * 32, 128);
+    if (np == 2) {
+        _tile_stored(1, out + 16, 128);
+        _tile_stored(3, out + 16 * 32 + 16, 128);
+    }
+}
+
+static bool bf16_amx(const QMatmulParams& p, const uint16_t* aw, int64_t Kp, int nt) {
+    if (p.M < kAmxMinRows || !amx_usable()) return false;
+    const uint16_t* W = (const uint16_t*)p.W;
+    const int64_t ps = Kp * kQPanel, panels = qround_up(p.N, kQPanel) / kQPanel, units = (panels + 1) / 2;
+    const int64_t chunk = units / (8 * (int64_t)nt) > 1 ? units / (8 * (int64_t)nt) : 1;
+#pragma omp parallel num_threads(nt)
+    {
+        amx_configure();
+        alignas(64) float tile[32 * 32];
+#pragma omp for schedule(dynamic, chunk)
+        for (int64_t u = 0; u < units; u++) {
+            const int64_t j0 = 2 * u, np = panels - j0 < 2 ? panels - j0 : 2;
+            for (int64_t m0 = 0; m0 < p.M; m0 += 32) {
+                amx_tile(aw + m0 * Kp, Kp, W + j0 * ps, ps, np, tile);
+                store_tile(p, tile, m0, p.M - m0 < 32 ? p.M - m0 : 32, j0, np);
+            }
+        }
+        _tile_release();
+    }
+    return true;
+}
+#endif
+
 }  // namespace
 
 void qmatmul_forward(const QMatmulParams& p) {
@@ -354,6 +449,9 @@ void qmatmul_forward(const QMatmulParams& p) {
     if (p.format == QFormat::bf16) {
         uint16_t* aw = (uint16_t*)p.work;
         convert_rows_bf16(p, aw, Kp, nt);
+#if defined(__AMX_BF16__)
+        if (bf16_amx(p, aw, Kp, nt)) return;
+#endif
         const uint16_t* W = (const uint16_t*)p.W;
         const int64_t ps = Kp * kQPanel;  // elements per panel
 #pragma omp parallel for num_threads(nt) schedule(dynamic, chunk) if (par)
