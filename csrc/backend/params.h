@@ -77,11 +77,12 @@ inline int64_t qweight_bytes(QFormat f, int64_t N, int64_t K) {
     const int64_t Np = qround_up(N, kQPanel), Kp = qround_up(K, kQBlock);
     return f == QFormat::bf16 ? Np * Kp * 2 : (Np / kQPanel) * (Kp / kQBlock) * kQInt8PanelBlockBytes;
 }
-// Scratch for the converted activations: M rows of Kp bfloat16 (M rounded up to 32: AMX tiles read whole 16-row
-// blocks, which the kernels fill with zeros), or M rows of Kp int8 then M * Kp / 32 float scales.
+// Scratch for the converted activations: M rows of Kp bfloat16-rounded values (stored in 2 or 4 bytes, as the path's
+// tiles read them; M rounded up to 32: AMX tiles read whole 16-row blocks, which the kernels fill with zeros), or M
+// rows of Kp int8 then M * Kp / 32 float scales.
 inline int64_t qmatmul_workspace_bytes(QFormat f, int64_t M, int64_t K) {
     const int64_t Kp = qround_up(K, kQBlock);
-    return f == QFormat::bf16 ? qround_up(M, 32) * Kp * 2 : qround_up(M * Kp, 64) + M * (Kp / kQBlock) * 4;
+    return f == QFormat::bf16 ? qround_up(M, 32) * Kp * 4 : qround_up(M * Kp, 64) + M * (Kp / kQBlock) * 4;
 }
 
 struct QMatmulParams {

@@ -38,13 +38,24 @@ static inline uint32_t load_u32(const void* p) {
     return u;
 }
 
-static void convert_rows_bf16(const QMatmulParams& p, uint16_t* aw, int64_t Kp, int nt) {
-    memset(aw + p.M * Kp, 0, (size_t)((qround_up(p.M, 32) - p.M) * Kp) * 2);  // rows an AMX tile may read
+// The bf16-rounded activations as the tiles read them: bfloat16 bits for vdpbf16ps / AMX; elsewhere the same values
+// as float32, so the FMA tiles broadcast them straight from memory (a bf16 pair moved through a general register
+// cost three instructions per broadcast and left the AVX2 / AVX-512 tiles at ~0.65x the float32 GEMM on prompts).
+#if defined(__AVX512BF16__)
+typedef uint16_t Act;
+static inline Act act_of(float x) { return to_bf16(x); }
+#else
+typedef float Act;
+static inline Act act_of(float x) { return backend::qfmt::bf16_to_f32(to_bf16(x)); }
+#endif
+
+static void convert_rows_bf16(const QMatmulParams& p, Act* aw, int64_t Kp, int nt) {
+    memset(aw + p.M * Kp, 0, (size_t)((qround_up(p.M, 32) - p.M) * Kp) * sizeof(Act));  // rows an AMX tile may read
 #pragma omp parallel for num_threads(nt) schedule(static) if (p.M * p.K >= 65536)
     for (int64_t m = 0; m < p.M; m++) {
         const float* a = p.A + m * p.lda;
-        uint16_t* o = aw + m * Kp;
-        for (int64_t k = 0; k < p.K; k++) o[k] = to_bf16(a[k]);
+        Act* o = aw + m * Kp;
+        for (int64_t k = 0; k < p.K; k++) o[k] = act_of(a[k]);
         for (int64_t k = p.K; k < Kp; k++) o[k] = 0;
     }
 }
@@ -96,7 +107,7 @@ static void convert_rows_int8(const QMatmulParams& p, uint8_t* aq, float* ad, in
 constexpr int kMRbf = 6, kMR8 = 4, kNP = 2;
 
 template <int R, int NP>
-static void bf16_tile(const uint16_t* a, int64_t lda, const uint16_t* w, int64_t ps, int64_t Kp, float* out) {
+static void bf16_tile(const Act* a, int64_t lda, const uint16_t* w, int64_t ps, int64_t Kp, float* out) {
     __m512 acc[R][NP];
     for (int r = 0; r < R; r++)
         for (int p = 0; p < NP; p++) acc[r][p] = _mm512_setzero_ps();
@@ -118,8 +129,7 @@ static void bf16_tile(const uint16_t* a, int64_t lda, const uint16_t* w, int64_t
             wo[p] = _mm512_castsi512_ps(_mm512_and_si512(wv[p], hi));
         }
         for (int r = 0; r < R; r++) {
-            const uint32_t pr = load_u32(a + r * lda + 2 * kk);
-            const __m512 a0 = _mm512_set1_ps(float_of(pr << 16)), a1 = _mm512_set1_ps(float_of(pr & 0xffff0000u));
+            const __m512 a0 = _mm512_set1_ps(a[r * lda + 2 * kk]), a1 = _mm512_set1_ps(a[r * lda + 2 * kk + 1]);
             for (int p = 0; p < NP; p++) acc[r][p] = _mm512_fmadd_ps(a1, wo[p], _mm512_fmadd_ps(a0, we[p], acc[r][p]));
         }
 #endif
@@ -195,7 +205,7 @@ constexpr int kMRbf = 4, kMR8 = 2, kNP = 1;
 
 // A panel is two ymm halves: lanes 0-7 in the first 32 bytes of each 64-byte row, lanes 8-15 in the second.
 template <int R, int NP>
-static void bf16_tile(const uint16_t* a, int64_t lda, const uint16_t* w, int64_t ps, int64_t Kp, float* out) {
+static void bf16_tile(const Act* a, int64_t lda, const uint16_t* w, int64_t ps, int64_t Kp, float* out) {
     (void)ps;
     __m256 acc[R][2];
     for (int r = 0; r < R; r++) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
@@ -208,8 +218,7 @@ static void bf16_tile(const uint16_t* a, int64_t lda, const uint16_t* w, int64_t
             wo[h] = _mm256_castsi256_ps(_mm256_and_si256(wv, hi));
         }
         for (int r = 0; r < R; r++) {
-            const uint32_t pr = load_u32(a + r * lda + 2 * kk);
-            const __m256 a0 = _mm256_set1_ps(float_of(pr << 16)), a1 = _mm256_set1_ps(float_of(pr & 0xffff0000u));
+            const __m256 a0 = _mm256_broadcast_ss(a + r * lda + 2 * kk), a1 = _mm256_broadcast_ss(a + r * lda + 2 * kk + 1);
             for (int h = 0; h < 2; h++) acc[r][h] = _mm256_fmadd_ps(a1, wo[h], _mm256_fmadd_ps(a0, we[h], acc[r][h]));
         }
     }
@@ -256,14 +265,13 @@ static void int8_tile(const uint8_t* aq, int64_t lda, const float* ad, int64_t l
 constexpr int kMRbf = 4, kMR8 = 4, kNP = 1;
 
 template <int R, int NP>
-static void bf16_tile(const uint16_t* a, int64_t lda, const uint16_t* w, int64_t ps, int64_t Kp, float* out) {
+static void bf16_tile(const Act* a, int64_t lda, const uint16_t* w, int64_t ps, int64_t Kp, float* out) {
     (void)ps;
     float acc[R][16] = {};
     for (int64_t kk = 0; kk < Kp / 2; kk++) {
         const uint16_t* wr = w + kk * 32;
         for (int r = 0; r < R; r++) {
-            const float a0 = float_of((uint32_t)a[r * lda + 2 * kk] << 16);
-            const float a1 = float_of((uint32_t)a[r * lda + 2 * kk + 1] << 16);
+            const float a0 = a[r * lda + 2 * kk], a1 = a[r * lda + 2 * kk + 1];
             for (int l = 0; l < 16; l++)
                 acc[r][l] += a0 * float_of((uint32_t)wr[2 * l] << 16) + a1 * float_of((uint32_t)wr[2 * l + 1] << 16);
         }
@@ -302,7 +310,7 @@ static void int8_tile(const uint8_t* aq, int64_t lda, const float* ad, int64_t l
 // ------------------------------------------------------------------------------------------------ driver
 // Runs the tile for a row block of mr <= MR rows (R chosen at run time among the compiled sizes).
 template <int NP>
-static void bf16_rows(int64_t mr, const uint16_t* a, int64_t lda, const uint16_t* w, int64_t ps, int64_t Kp,
+static void bf16_rows(int64_t mr, const Act* a, int64_t lda, const uint16_t* w, int64_t ps, int64_t Kp,
                       float* out) {
     switch (mr) {
         case 1: bf16_tile<1, NP>(a, lda, w, ps, Kp, out); break;
@@ -447,7 +455,7 @@ void qmatmul_forward(const QMatmulParams& p) {
     // shared) hands its remaining units to the other threads instead of holding up the whole call.
     const int64_t chunk = units / (8 * (int64_t)nt) > 1 ? units / (8 * (int64_t)nt) : 1;
     if (p.format == QFormat::bf16) {
-        uint16_t* aw = (uint16_t*)p.work;
+        Act* aw = (Act*)p.work;
         convert_rows_bf16(p, aw, Kp, nt);
 #if defined(__AMX_BF16__)
         if (bf16_amx(p, aw, Kp, nt)) return;
