@@ -135,3 +135,31 @@ def test_trained_model_perplexity(shakespeare, weights):
     ratio = math.exp(nats / n - f32)
     model.quantize("f32")
     assert abs(ratio - 1) <= model_tolerance("cpu", f"{weights}-weights", "ppl"), (weights, ratio)
+
+
+def test_cli_weights_flag(tmp_path):
+    """`gptx sample --weights int8` prints what the quantized model generates; a bad choice is refused."""
+    import subprocess
+    import sys
+
+    tok = gptx.Tokenizer.bytes()
+    model = GPT(GPTConfig(n_layer=2, n_head=2, n_embd=64, block_size=32, vocab_size=tok.vocab_size), seed=3)
+    run = gptx.save_checkpoint(tmp_path / "run", model, tokenizer=tok)
+    want = tok.decode([t for t in model.quantize("int8").generate(tok.encode("ab"), 12, temperature=0)
+                       if t != tok.eot_token])
+    r = subprocess.run([sys.executable, "-m", "gptx", "sample", str(run), "--prompt", "ab", "--max-new-tokens", "12",
+                        "--temperature", "0", "--weights", "int8", "--no-stream"], capture_output=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.decode("utf-8", "replace") == "ab" + want + "\n"
+    r = subprocess.run([sys.executable, "-m", "gptx", "sample", str(run), "--weights", "q4"], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 2 and "--weights" in r.stderr and "invalid choice" in r.stderr
+
+
+def test_check_weights_helper():
+    from gptx.weights import WEIGHT_FORMATS, check_weights
+
+    assert WEIGHT_FORMATS == ("f32", "bf16", "int8")
+    assert check_weights("bf16") == "bf16"
+    with pytest.raises(ValueError, match="--weights must be one of f32, bf16, int8, got 'fp8'"):
+        check_weights("fp8", "--weights")
