@@ -156,7 +156,7 @@ def test_cli_weights_flag(tmp_path):
     assert r.returncode == 2 and "--weights" in r.stderr and "invalid choice" in r.stderr
 
 
-def test_check_weights_helper():
+def test_check_weights():
     from gptx.weights import WEIGHT_FORMATS, check_weights
 
     assert WEIGHT_FORMATS == ("f32", "bf16", "int8")
