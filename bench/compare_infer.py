@@ -1,17 +1,21 @@
-"""GPT-2 124M inference at batch 1: gptx (KV cache) vs transformers (PyTorch CPU) vs llama.cpp (f32 and f16).
+"""GPT-2 124M inference at batch 1: gptx (f32, bf16 and int8 weights) vs transformers (PyTorch CPU) vs llama.cpp
+(f32, f16 and q8_0).
 
-All three run the same random weights: gptx.GPT(GPT-2 small config, seed=0).save_pretrained(dir) is loaded by
-transformers' GPT2LMHeadModel and converted to GGUF (f32 and f16) by bench/hf_to_gguf.py for llama-cpp-python.
-First a check: greedy next tokens for a fixed 32-token prompt must agree. Then, in turns (gptx, torch, llama f32,
-llama f16, gptx, ...), for --repeats rounds: prompt processing of 128 and 512 tokens (one pass, logits of the last
-token only) and decode of 128 greedy tokens one at a time after a 128-token prompt (the prefill is not timed).
+All run the same random weights: gptx.GPT(GPT-2 small config, seed=0).save_pretrained(dir) is loaded by
+transformers' GPT2LMHeadModel and written as GGUF (f32, f16, q8_0) by gptx.export_gguf for llama-cpp-python; gptx
+bf16 / int8 are GPT.quantize of copies of the same model. First a check: greedy next tokens for a fixed 32-token
+prompt must agree among the float32 runs (the quantized ones are reported). Then, in turns (gptx, gptx bf16, gptx
+int8, torch, llama f32, ...), for --repeats rounds: prompt processing of 128 and 512 tokens (one pass, logits of the
+last token only) and decode of 128 greedy tokens one at a time after a 128-token prompt (the prefill is not timed).
 Tables show medians. The decode floor is the time to read every weight once per token (f32: all parameters x 4
-bytes, the tied LM head once; f16: 2-D weights x 2 bytes) at the memory bandwidth gptx-bench measures.
+bytes, the tied LM head once; f16 / bf16: 2-D weights x 2 bytes; q8_0 / int8: 2-D weights x 34/32 bytes) at the
+memory bandwidth gptx-bench measures. On a CPU with AMX, llama.cpp's q8_0 model loads without its extra buffer types
+(AMX repacking of q8_0 crashes there: BUILD-NOTES); f32 and f16 never use them.
 
     python bench/compare_infer.py --write            # from the repository root, after pip install .
     python bench/compare_infer.py --quick            # smoke test
 Options: --threads N (2), --repeats N (5), --decode-tokens N (128), --workdir DIR (weights, reused if present),
---skip-llama, --results PATH.
+--skip-llama, --skip-torch, --results PATH.
 """
 from __future__ import annotations
 
@@ -38,6 +42,7 @@ def parse_args(argv=None):
     p.add_argument("--results", default=os.path.join(HERE, "RESULTS.md"))
     p.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "gptx-compare-infer"))
     p.add_argument("--skip-llama", action="store_true")
+    p.add_argument("--skip-torch", action="store_true")
     a = p.parse_args(argv)
     if a.repeats is None:
         a.repeats = 2 if a.quick else 5
@@ -79,23 +84,23 @@ def load_avg() -> str:
 
 def make_weights(workdir):
     """The gptx model, and the HF directory and GGUF files of the same weights (made once, reused)."""
+    import gptx.export_gguf as export_gguf
     from gptx.model import GPT, GPTConfig
-
-    import hf_to_gguf
+    from gptx.tokenizer import Tokenizer
 
     model = GPT(GPTConfig(**CONFIG), seed=0)
     hf = os.path.join(workdir, "hf")
     stamp = os.path.join(workdir, "made.json")
-    want = {"config": CONFIG, "seed": 0, "converter": os.path.getmtime(os.path.join(HERE, "hf_to_gguf.py"))}
+    want = {"config": CONFIG, "seed": 0, "converter": os.path.getmtime(export_gguf.__file__)}
     fresh = os.path.exists(stamp) and json.load(open(stamp)) == want
-    paths = {"f32": os.path.join(workdir, "gpt2-f32.gguf"), "f16": os.path.join(workdir, "gpt2-f16.gguf")}
+    paths = {dt: os.path.join(workdir, f"gpt2-{dt}.gguf") for dt in ("f32", "f16", "q8_0")}
     if not fresh or not all(os.path.exists(p) for p in paths.values()):
         os.makedirs(workdir, exist_ok=True)
         t = time.perf_counter()
         model.save_pretrained(hf)
         if not ARGS.skip_llama:
             for dt, p in paths.items():
-                hf_to_gguf.convert(hf, p, dt)
+                export_gguf.write_gguf(model, Tokenizer.gpt2(), p, dt)
         with open(stamp, "w") as f:
             json.dump(want, f)
         print(f"weights written to {workdir} in {time.perf_counter() - t:.1f} s")
@@ -104,11 +109,13 @@ def make_weights(workdir):
 
 # ------------------------------------------------------------------------------------------------ runners
 class GptxRunner:
-    name = "gptx"
-
-    def __init__(self, model):
+    def __init__(self, model, weights="f32"):
         from gptx.kv_cache import KVCache
 
+        self.name = "gptx" if weights == "f32" else f"gptx {weights}"
+        self.weights = weights
+        if weights != "f32":
+            model = model.to("cpu").quantize(weights)  # a copy: the f32 runner keeps its model
         self.model = model
         self.cache = KVCache.for_model(model, 1, max_len=CONFIG["block_size"])
 
@@ -126,6 +133,7 @@ class GptxRunner:
 
 class TorchRunner:
     name = "torch"
+    weights = "f32"
 
     def __init__(self, hf_dir, threads):
         import torch
@@ -156,14 +164,36 @@ class TorchRunner:
         return out.logits[0, -1].numpy()
 
 
+def cpu_has_amx() -> bool:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return any(line.startswith("flags") and "amx_int8" in line.split() for line in f)
+    except OSError:
+        return False
+
+
 class LlamaRunner:
     def __init__(self, path, dtype, threads):
         import llama_cpp
+        import llama_cpp.llama_cpp as C
 
         self.name = f"llama.cpp {dtype}"
+        self.weights = dtype
         self.lib = llama_cpp
-        self.llm = llama_cpp.Llama(model_path=path, n_ctx=CONFIG["block_size"], n_batch=512, n_threads=threads,
-                                   n_threads_batch=threads, logits_all=False, verbose=False)
+        default = C.llama_model_default_params
+        self.no_extra_bufts = dtype == "q8_0" and cpu_has_amx()
+        if self.no_extra_bufts:  # llama.cpp's AMX q8_0 repacking segfaults on this kind of CPU (see the docstring)
+            def params():
+                p = default()
+                p.use_extra_bufts = False
+                return p
+
+            C.llama_model_default_params = params
+        try:
+            self.llm = llama_cpp.Llama(model_path=path, n_ctx=CONFIG["block_size"], n_batch=512, n_threads=threads,
+                                       n_threads_batch=threads, logits_all=False, verbose=False)
+        finally:
+            C.llama_model_default_params = default
         self.n_vocab = self.llm.n_vocab()
 
     def _last(self):
@@ -234,11 +264,13 @@ def gptx_bench():
 
 
 def weight_bytes(model):
-    """Bytes of weights read per decoded token: f32 all parameters; f16 2-D weights at 2 bytes, 1-D at 4."""
+    """Bytes of weights read per decoded token: f32 all parameters; f16 / bf16 2-D weights at 2 bytes, q8_0 / int8
+    at 34/32 (one float16 scale per 32), 1-D at 4."""
     params = [a for _, a in model.named_parameters()]
     n = sum(a.size for a in params)
     n2d = sum(a.size for a in params if a.ndim == 2)
-    return {"f32": 4 * n, "f16": 2 * n2d + 4 * (n - n2d)}, n
+    half, q8 = 2 * n2d + 4 * (n - n2d), int(34 / 32 * n2d) + 4 * (n - n2d)
+    return {"f32": 4 * n, "f16": half, "bf16": half, "q8_0": q8, "int8": q8}, n
 
 
 def check(runners, prompt):
@@ -256,7 +288,7 @@ def check(runners, prompt):
         diff = float(np.max(np.abs(logits - ref[0])))
         same_next = int(np.argmax(logits)) == int(np.argmax(ref[0]))
         same = sum(a == b for a, b in zip(toks, ref[1]))
-        ok &= same_next
+        ok &= same_next or r.weights != "f32"  # quantized weights may pick another near-tied token
         lines.append(f"{r.name}: next {int(np.argmax(logits))} ({'=' if same_next else 'DIFFERS from'} gptx), "
                      f"greedy {toks} ({same}/8 = gptx), max |logit - gptx| {diff:.2e}")
     return ok, lines
@@ -285,7 +317,9 @@ def main():
                 "numpy": np.__version__, "python": platform.python_version()}
     failures = []
     model, hf, ggufs = make_weights(a.workdir)
-    runners = [GptxRunner(model), TorchRunner(hf, a.threads)]
+    runners = [GptxRunner(model), GptxRunner(model, "bf16"), GptxRunner(model, "int8")]
+    if not a.skip_torch:
+        runners.append(TorchRunner(hf, a.threads))
     if not a.skip_llama:
         try:
             import gguf
@@ -293,12 +327,13 @@ def main():
 
             versions["llama-cpp-python"] = llama_cpp.__version__
             versions["gguf"] = getattr(gguf, "__version__", None) or _dist_version("gguf")
-            for dt in ("f32", "f16"):
+            for dt in ("f32", "f16", "q8_0"):
                 runners.append(LlamaRunner(ggufs[dt], dt, a.threads))
         except Exception as e:  # the binding missing or a load failure: say so and go on without it
             failures.append(f"llama.cpp: {type(e).__name__}: {e}")
             print(f"llama.cpp skipped: {failures[-1]}")
-    print(f"{cpu_model()} | {a.threads} threads | load before: {load_before} | torch attention: {runners[1].attn}")
+    torch_attn = next((r.attn for r in runners if r.name == "torch"), "-")
+    print(f"{cpu_model()} | {a.threads} threads | load before: {load_before} | torch attention: {torch_attn}")
     print("versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
 
     rng = np.random.default_rng(1234)
@@ -335,20 +370,29 @@ def main():
     rows = []
     for r in runners:
         t = times[r.name]
-        dt = "f16" if r.name.endswith("f16") else "f32"
+        dt = r.weights
         floor = bw * 1e9 / wbytes[dt]
         tg = a.decode_tokens / med(t["tg"])
         same = sum(x == y for x, y in zip(tg_tokens[r.name], ref))
         rows.append([r.name, dt, *(f"{T / med(t['pp'][T]):.1f}" for T in PROMPT_LENS), f"{tg:.1f}",
                      f"{1e3 / tg:.1f}", f"{floor:.1f} ({wbytes[dt] / 1e6:.0f} MB)", f"{100 * tg / floor:.0f}%",
                      f"{same}/{a.decode_tokens}"])
-    gpp = {T: T / med(times["gptx"]["pp"][T]) for T in PROMPT_LENS}
-    gtg = a.decode_tokens / med(times["gptx"]["tg"])
     ratios = []
+
+    def ratio(x, y):
+        if x not in times or y not in times:
+            return
+        tx, ty = times[x], times[y]
+        ratios.append([f"{x} / {y}", *(f"{med(ty['pp'][T]) / med(tx['pp'][T]):.2f}x" for T in PROMPT_LENS),
+                       f"{med(ty['tg']) / med(tx['tg']):.2f}x"])
+
     for r in runners[1:]:
-        t = times[r.name]
-        ratios.append([f"gptx / {r.name}", *(f"{gpp[T] / (T / med(t['pp'][T])):.2f}x" for T in PROMPT_LENS),
-                       f"{gtg / (a.decode_tokens / med(t['tg'])):.2f}x"])
+        if r.weights == "f32":
+            ratio("gptx", r.name)
+    ratio("gptx bf16", "gptx")
+    ratio("gptx int8", "gptx")
+    ratio("gptx bf16", "llama.cpp f16")
+    ratio("gptx int8", "llama.cpp q8_0")
     header = ["framework", "weights", *(f"pp{T} tok/s" for T in PROMPT_LENS), f"tg{a.decode_tokens} tok/s",
               "ms/token", "decode floor tok/s (bytes/token)", "decode / floor", "greedy = gptx"]
     table = markdown(rows, header)
@@ -364,7 +408,7 @@ def main():
     if a.write:
         cmd = "python bench/compare_infer.py " + " ".join(sys.argv[1:])
         text = "\n".join([
-            "## GPT-2 124M inference, batch 1: gptx vs transformers (PyTorch CPU) vs llama.cpp",
+            "## GPT-2 124M inference, batch 1: gptx (f32, bf16, int8 weights) vs transformers (PyTorch CPU) vs llama.cpp",
             "",
             f"{time.strftime('%Y-%m-%d %H:%M %Z')} | {cpu_model()} | {a.threads} threads | "
             f"load average before {load_before}, after {load_after}",
@@ -377,11 +421,13 @@ def main():
             f"Same random weights (gptx GPT, seed 0) everywhere. pp: prompt of T tokens in one pass, last-token logits; "
             f"tg: {a.decode_tokens} greedy tokens one at a time after a {DECODE_PROMPT}-token prompt (prefill not "
             f"timed); medians of {a.repeats} rounds, frameworks taking turns. gptx: inference.prefill/decode with a "
-            f"KVCache; torch: GPT2LMHeadModel ({runners[1].attn} attention) with past_key_values under "
-            f"inference_mode; llama.cpp: llama-cpp-python Llama.eval (n_batch 512, default settings), GGUF from "
-            f"bench/hf_to_gguf.py. Decode floor: bandwidth {bw:.1f} GB/s ({bw_how}) / weight bytes per token "
-            f"({nparams / 1e6:.1f}M parameters; f32 x 4 bytes, tied LM head once; f16: 2-D weights x 2 bytes). "
-            f"Greedy = gptx: decode tokens equal to gptx's (random weights give near-tied logits, so f16 may drift).",
+            f"KVCache (bf16 / int8: GPT.quantize); torch: GPT2LMHeadModel ({torch_attn} attention) with "
+            f"past_key_values under inference_mode; llama.cpp: llama-cpp-python Llama.eval (n_batch 512, default "
+            f"settings{'; q8_0 without extra buffer types (AMX repacking crashes here)' if cpu_has_amx() else ''}), "
+            f"GGUF from gptx.export_gguf. Decode floor: bandwidth {bw:.1f} GB/s ({bw_how}) / weight bytes per token "
+            f"({nparams / 1e6:.1f}M parameters; f32 x 4 bytes, tied LM head once; f16 / bf16: 2-D weights x 2 bytes; "
+            f"q8_0 / int8: x 34/32). Greedy = gptx: decode tokens equal to gptx f32's (random weights give near-tied "
+            f"logits, so 16-bit and 8-bit weights may drift).",
             "",
             "Check (32-token prompt): " + "; ".join(lines),
         ] + ([f"", "Failed: " + "; ".join(failures)] if failures else []))

@@ -37,5 +37,5 @@ def cpu_model():
                     flags = set(value.split())
     except OSError:
         pass
-    isa = [x for x in ("avx2", "fma", "avx512f") if x in flags]
+    isa = [x for x in ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16") if x in flags]
     return f"{model} ({n} logical CPUs; {', '.join(isa) or 'no avx2'})"

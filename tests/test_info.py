@@ -50,7 +50,7 @@ def test_info_keys_and_types():
     assert isinstance(d["cpu_isas_available"], list) and all(isinstance(s, str) for s in d["cpu_isas_available"])
     assert d["cpu_isa"] in d["cpu_isas_available"]
     assert {"generic", "reference"} <= set(d["cpu_isas_available"])
-    assert set(d["cpu_isas_available"]) <= {"generic", "avx2", "avx512", "reference"}
+    assert set(d["cpu_isas_available"]) <= {"generic", "avx2", "avx512", "avx512_bf16", "reference"}
     assert isinstance(d["threads"], int) and not isinstance(d["threads"], bool) and d["threads"] >= 1
     assert isinstance(d["cuda_built"], bool)
     assert isinstance(d["cuda_devices"], int) and not isinstance(d["cuda_devices"], bool) and d["cuda_devices"] >= 0
@@ -103,7 +103,10 @@ def test_cli_info_json():
 
 def _best(info):
     avail = info["cpu_isas_available"]
-    return "avx512" if "avx512" in avail else "avx2" if "avx2" in avail else "generic"
+    for isa in ("avx512_bf16", "avx512", "avx2"):
+        if isa in avail:
+            return isa
+    return "generic"
 
 
 def test_cli_without_command():

@@ -11,7 +11,7 @@ import gptx
 from gptx import _core
 
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
-ALL_ISAS = ("generic", "avx2", "avx512", "reference")
+ALL_ISAS = ("generic", "avx2", "avx512", "avx512_bf16", "reference")
 
 
 def _env(force_isa):
@@ -50,6 +50,8 @@ def _cpu_can(isa):
         return {"avx2", "fma"} <= flags
     if isa == "avx512":
         return {"avx2", "fma", "avx512f", "avx512bw", "avx512dq", "avx512vl"} <= flags
+    if isa == "avx512_bf16":
+        return _cpu_can("avx512") and {"avx512_vnni", "avx512_bf16"} <= flags
     return True
 
 
@@ -87,7 +89,7 @@ def test_available_isas_match_cpuid():
     assert "generic" in avail and "reference" in avail
     if _cpu_flags() is None:
         pytest.skip("no /proc/cpuinfo to compare with")
-    for isa in ("avx2", "avx512"):
+    for isa in ("avx2", "avx512", "avx512_bf16"):
         assert (isa in avail) == _cpu_can(isa), f"available_cpu_isas() {avail} disagrees with /proc/cpuinfo on {isa}"
 
 
@@ -121,7 +123,8 @@ def test_force_isa_print_command():
 def test_default_isa_is_best(value):
     r = _run("import gptx; print(gptx.info()['cpu_isa'])", value)
     assert r.returncode == 0, r.stderr
-    best = "avx512" if _cpu_can("avx512") else "avx2" if _cpu_can("avx2") else "generic"
+    best = ("avx512_bf16" if _cpu_can("avx512_bf16") else "avx512" if _cpu_can("avx512") else
+            "avx2" if _cpu_can("avx2") else "generic")
     assert r.stdout.strip() == best
 
 
@@ -141,7 +144,7 @@ def test_set_cpu_isa():
         with pytest.raises(ValueError) as info:
             _core.set_cpu_isa("bogus")
         assert "set_cpu_isa" in str(info.value) and "bogus" in str(info.value)
-        for isa in ("avx2", "avx512"):
+        for isa in ("avx2", "avx512", "avx512_bf16"):
             if isa not in _core.available_cpu_isas():
                 with pytest.raises(ValueError, match="set_cpu_isa"):
                     _core.set_cpu_isa(isa)
@@ -225,14 +228,14 @@ def test_generic_kernels_have_no_avx(disassembly):
 
 
 def test_non_isa_code_has_no_avx(disassembly):
-    """Everything outside the avx2/avx512 namespaces (Tensor, op dispatchers, dispatch itself, inline functions and
+    """Everything outside the avx2/avx512/avx512_bf16 namespaces (Tensor, op dispatchers, dispatch itself, inline functions and
     templates that an ISA object file could have emitted) must run on a baseline x86-64 CPU."""
     lib, funcs = disassembly
     for needed in ("gptx::Tensor::", "gptx::matmul_forward(", "gptx::set_cpu_isa("):
         if not any(needed in n for n in funcs):
             pytest.skip(f"{lib} has no symbol for {needed} (stripped?)")
     bad = {n: f[1][:3] for n, f in funcs.items()
-           if f[1] and not _in_isa_namespace(n, "avx2") and not _in_isa_namespace(n, "avx512")}
+           if f[1] and not any(_in_isa_namespace(n, isa) for isa in ("avx2", "avx512", "avx512_bf16"))}
     some = dict(list(bad.items())[:8])
     assert not bad, f"{len(bad)} functions outside the AVX namespaces use AVX instructions: {some}"
 

@@ -12,13 +12,15 @@ struct Capabilities {
     bool bfloat16 = false;        // bfloat16 activations (and bfloat16 arrays in global_norm)
     bool float16_matmul = false;  // float16 matmul operands
     int64_t max_head_size = 0;    // attention head size limit; 0: any
+    bool qmatmul = false;         // qmatmul_forward (bf16 / int8 packed weights for decoding)
 };
 
 struct KernelTable {
-    const char* name;  // "generic", "avx2", "avx512", "reference", "cuda"
+    const char* name;  // "generic", "avx2", "avx512", "avx512_bf16", "reference", "cuda"
     Capabilities caps;
 
     void (*matmul_forward)(const MatmulParams&);
+    void (*qmatmul_forward)(const QMatmulParams&);  // null where caps.qmatmul is false
     void (*bias_backward)(const BiasBackwardParams&);
     void (*softmax_forward)(const SoftmaxParams&);
     void (*softmax_backward)(const SoftmaxBackwardParams&);
@@ -44,6 +46,7 @@ struct KernelTable {
 const KernelTable* cpu_kernels_generic();
 const KernelTable* cpu_kernels_avx2();
 const KernelTable* cpu_kernels_avx512();
+const KernelTable* cpu_kernels_avx512_bf16();  // avx512 with the VNNI + BF16 qmatmul (null: not compiled in)
 const KernelTable* cpu_kernels_reference();
 const KernelTable& cpu_kernels();
 

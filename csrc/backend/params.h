@@ -53,6 +53,51 @@ struct BiasBackwardParams {
     bool accumulate = false;
 };
 
+// ------------------------------------------------------------------------------------------------ qmatmul
+// C(M, N) = A(M, K) @ W^T + bias(N) with W (N, K) stored packed in a weight format for decoding (W^T is the
+// Conv1D (K, N) weight; N output features, K the reduction). A and C are float32, row strides lda, ldc.
+// Activations are converted once per call into `work` (qmatmul_workspace_bytes): rounded to bfloat16, or quantized
+// to int8 per block of 32 along K with one float32 scale (q8_0's activation side). Products accumulate in float32
+// (bf16) or in int32 per block, scaled by the two blocks' scales and summed in float32 (int8).
+//
+// Packed layouts (shared by every backend; pack_weight in csrc/ops/qmatmul.cc writes them, the reference reads
+// them as the spec). N is padded to Np = a multiple of kQPanel (16) and K to Kp = a multiple of kQBlock (32), with
+// zero weights; panel j holds output features 16j .. 16j + 15 ("lanes"):
+// - bf16: panel j is Kp * 16 bfloat16 at element j * Kp * 16; element (k, lane) at ((k / 2) * 16 + lane) * 2 +
+//   k % 2: pairs along K interleaved per lane, what vdpbf16ps reads (one 64-byte row per pair of k).
+// - int8 (q8_0 blocks): panel j is Kb = Kp / 32 blocks at byte j * Kb * 544: first Kb * 16 float16 scales
+//   (block b, lane at index b * 16 + lane), then Kb * 512 int8 quants, element (k, lane) of block b = k / 32 at
+//   b * 512 + ((k % 32) / 4) * 64 + lane * 4 + k % 4: groups of 4 along K per lane (what vpdpbusd reads). A weight is
+//   q * scale with scale = float16(max |w| over its 32 k / 127) and q = round(w / scale) in [-127, 127].
+enum class QFormat : uint8_t { bf16 = 1, int8 = 2 };
+constexpr int64_t kQPanel = 16, kQBlock = 32, kQInt8PanelBlockBytes = kQPanel * 2 + kQPanel * kQBlock;
+
+inline int64_t qround_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+// Bytes of a packed (N, K) weight.
+inline int64_t qweight_bytes(QFormat f, int64_t N, int64_t K) {
+    const int64_t Np = qround_up(N, kQPanel), Kp = qround_up(K, kQBlock);
+    return f == QFormat::bf16 ? Np * Kp * 2 : (Np / kQPanel) * (Kp / kQBlock) * kQInt8PanelBlockBytes;
+}
+// Scratch for the converted activations: M rows of Kp bfloat16-rounded values (stored in 2 or 4 bytes, as the path's
+// tiles read them; M rounded up to 32: AMX tiles read whole 16-row blocks, which the kernels fill with zeros), or M
+// rows of Kp int8 then M * Kp / 32 float scales.
+inline int64_t qmatmul_workspace_bytes(QFormat f, int64_t M, int64_t K) {
+    const int64_t Kp = qround_up(K, kQBlock);
+    return f == QFormat::bf16 ? qround_up(M, 32) * Kp * 4 : qround_up(M * Kp, 64) + M * (Kp / kQBlock) * 4;
+}
+
+struct QMatmulParams {
+    int64_t M = 0, N = 0, K = 0;
+    const float* A = nullptr;
+    int64_t lda = 0;
+    const void* W = nullptr;  // packed, qweight_bytes(format, N, K)
+    QFormat format = QFormat::bf16;
+    float* C = nullptr;
+    int64_t ldc = 0;
+    const float* bias = nullptr;  // (N) or null
+    void* work = nullptr;         // qmatmul_workspace_bytes(format, M, K), 64-byte aligned
+};
+
 // ------------------------------------------------------------------------------------------------ softmax
 // Over the last dim L of (rows, L), input pre-scaled by scale. causal_Tq > 0: rows form matrices of causal_Tq rows;
 // row r (i = r % causal_Tq) keeps columns j <= i + (L - causal_Tq), masked columns give 0. A row whose kept entries

@@ -3,7 +3,9 @@
 // (GPTX_ISA_REFERENCE); each copy lands in its own namespace, so no symbol is shared between ISA builds.
 #pragma once
 
-#if defined(GPTX_ISA_AVX512)
+#if defined(GPTX_ISA_AVX512_BF16)
+#define GPTX_ISA_NS avx512_bf16
+#elif defined(GPTX_ISA_AVX512)
 #define GPTX_ISA_NS avx512
 #elif defined(GPTX_ISA_AVX2)
 #define GPTX_ISA_NS avx2

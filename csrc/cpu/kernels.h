@@ -42,6 +42,7 @@ static inline bool adamw_grad_scale(const AdamWParams& p, float* scale) {
 }
 
 void matmul_forward(const MatmulParams& p);
+void qmatmul_forward(const QMatmulParams& p);
 void bias_backward(const BiasBackwardParams& p);
 void softmax_forward(const SoftmaxParams& p);
 void softmax_backward(const SoftmaxBackwardParams& p);

@@ -12,11 +12,14 @@ namespace backend {
 
 const KernelTable* GPTX_CAT(cpu_kernels_, GPTX_ISA_NS)() {
     namespace k = cpu::GPTX_ISA_NS;
-    // float32 only, any head size.
+    // float32 activations only, any head size; packed bf16 / int8 weights for qmatmul_forward.
+    Capabilities caps;
+    caps.qmatmul = true;
     static const KernelTable table = {
         GPTX_STR(GPTX_ISA_NS),
-        Capabilities{},
+        caps,
         &k::matmul_forward,
+        &k::qmatmul_forward,
         &k::bias_backward,
         &k::softmax_forward,
         &k::softmax_backward,

@@ -11,10 +11,12 @@ const KernelTable* cuda_kernels() {
     caps.bfloat16 = true;
     caps.float16_matmul = true;
     caps.max_head_size = cuda::attn::kMaxHS;  // the generic attention kernels keep 8 head-dim elements per lane
+    caps.qmatmul = false;  // no packed bf16 / int8 weight kernels on CUDA yet: qmatmul_forward refuses there
     static const KernelTable table = {
         "cuda",
         caps,
         &cuda::matmul_forward,
+        nullptr,  // qmatmul_forward
         &cuda::bias_backward,
         &cuda::softmax_forward,
         &cuda::softmax_backward,

@@ -52,14 +52,19 @@ Tensor cache_block(const Tensor& kv, int64_t l, int64_t s) {
     return kv.view({kv.size(0) * B, Tmax, NH, HS}).slice(l * B + s, l * B + s + 1);  // (1, Tmax, NH, HS)
 }
 
+// x @ w + b through the packed copy of w when the model is quantized (GPTModel::quantize).
+Tensor linear(const Tensor& x, const Tensor& w, const PackedWeight& q, const Tensor& b) {
+    return q.defined() ? qmatmul_forward(x, q, b) : matmul_forward(x, w, b);
+}
+
 // The rest of a block after attention: x + proj(att), then + MLP(LN2(.)). Shapes (..., C).
 Tensor mlp_and_proj(const GPTModel::Layer& p, const Tensor& x, const Tensor& att, float eps) {
-    Tensor res2 = matmul_forward(att, p.c_proj_w, p.c_proj_b);
+    Tensor res2 = linear(att, p.c_proj_w, p.c_proj_q, p.c_proj_b);
     add_forward(x, res2, res2);
     Tensor ln2 = layernorm_forward(res2, p.ln_2_w, p.ln_2_b, eps).out;
-    Tensor h = matmul_forward(ln2, p.c_fc_w, p.c_fc_b);
+    Tensor h = linear(ln2, p.c_fc_w, p.c_fc_q, p.c_fc_b);
     gelu_forward(h, h);
-    Tensor out = matmul_forward(h, p.mlp_proj_w, p.mlp_proj_b);
+    Tensor out = linear(h, p.mlp_proj_w, p.mlp_proj_q, p.mlp_proj_b);
     add_forward(res2, out, out);
     return out;
 }
@@ -69,7 +74,8 @@ Tensor head(const GPTModel& m, const Tensor& rows) {
     const GPTConfig& c = m.config();
     const int64_t n = rows.size(0), V = c.vocab_size, Vp = m.wte_padded().size(0);
     Tensor ln = layernorm_forward(rows, m.ln_f_w(), m.ln_f_b(), c.layer_norm_epsilon).out;
-    Tensor logits = matmul_forward(ln, m.wte_padded(), Tensor(), false, /*trans_b=*/true);  // (n, Vp)
+    Tensor logits = m.lm_head_q().defined() ? qmatmul_forward(ln, m.lm_head_q())
+                                            : matmul_forward(ln, m.wte_padded(), Tensor(), false, /*trans_b=*/true);  // (n, Vp)
     if (logits.dtype() != DType::float32) logits = logits.to(DType::float32);
     logits = logits.to(Device::cpu());
     if (Vp == V) return logits;
@@ -99,7 +105,7 @@ Tensor prefill(const GPTModel& model, const KVCache& cache, int64_t slot, const 
     for (int64_t l = 0; l < c.n_layer; ++l) {
         const GPTModel::Layer& p = model.layers()[static_cast<size_t>(l)];
         Tensor ln1 = layernorm_forward(x, p.ln_1_w, p.ln_1_b, eps).out;
-        Tensor qkv = matmul_forward(ln1, p.c_attn_w, p.c_attn_b).view({T, 3 * C});  // parts q | k | v per row
+        Tensor qkv = linear(ln1, p.c_attn_w, p.c_attn_q, p.c_attn_b).view({T, 3 * C});  // parts q | k | v per row
         Tensor kc = cache_block(cache.k(), l, slot), vc = cache_block(cache.v(), l, slot);
         Tensor krows = kc.view({cache.max_len(), C}), vrows = vc.view({cache.max_len(), C});
         Tensor q = Tensor::empty({1, T, NH, HS}, x.dtype(), x.device());
@@ -148,7 +154,7 @@ Tensor decode(const GPTModel& model, const KVCache& cache, const std::vector<int
     for (int64_t l = 0; l < c.n_layer; ++l) {
         const GPTModel::Layer& p = model.layers()[static_cast<size_t>(l)];
         Tensor ln1 = layernorm_forward(x, p.ln_1_w, p.ln_1_b, eps).out;
-        Tensor qkv = matmul_forward(ln1, p.c_attn_w, p.c_attn_b).view({n, 3 * C});  // parts q | k | v per row
+        Tensor qkv = linear(ln1, p.c_attn_w, p.c_attn_q, p.c_attn_b).view({n, 3 * C});  // parts q | k | v per row
         q2.copy_columns_from(qkv, 0);
         for (int64_t i = 0; i < n; ++i) {  // each sequence writes its own cache slot at its own position
             const int64_t s = slots[static_cast<size_t>(i)], t = pos[static_cast<size_t>(i)];

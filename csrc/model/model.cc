@@ -92,6 +92,52 @@ const Tensor& GPTModel::param(const std::string& name) const {
     return it->second;
 }
 
+void GPTModel::quantize(const std::string& weights) {
+    if (weights != "f32" && weights != "bf16" && weights != "int8")
+        throw Error("GPTModel.quantize: argument 'weights' must be 'f32', 'bf16' or 'int8', got '" + weights + "'");
+    if (weights != "f32" && device() != Device::cpu())
+        throw TypeError("GPTModel.quantize: bf16 / int8 weights run on the CPU only; this model is on " +
+                        device().str());
+    if (weights != "f32" && dtype() != DType::float32)
+        throw TypeError(std::string("GPTModel.quantize: packs float32 weights; this model computes in ") +
+                        dtype_name(dtype()));
+    for (Layer& l : layers_) {
+        if (weights == "f32") {
+            l.c_attn_q = l.c_proj_q = l.c_fc_q = l.mlp_proj_q = PackedWeight();
+            continue;
+        }
+        l.c_attn_q = pack_weight(l.c_attn_w, weights);
+        l.c_proj_q = pack_weight(l.c_proj_w, weights);
+        l.c_fc_q = pack_weight(l.c_fc_w, weights);
+        l.mlp_proj_q = pack_weight(l.mlp_proj_w, weights);
+    }
+    lm_head_q_ = weights == "f32" ? PackedWeight() : pack_weight(wte_, weights, /*trans=*/true);
+    weights_ = weights;
+}
+
+const PackedWeight& GPTModel::packed(const std::string& name) const {
+    if (weights_ == "f32") throw Error("GPTModel.packed: the model is not quantized (call quantize first)");
+    if (name == "transformer.wte.weight") return lm_head_q_;
+    const std::string pre = "transformer.h.";
+    if (name.compare(0, pre.size(), pre) == 0) {
+        const size_t dot = name.find('.', pre.size());
+        if (dot != std::string::npos) {
+            const std::string idx = name.substr(pre.size(), dot - pre.size()), rest = name.substr(dot + 1);
+            if (!idx.empty() && idx.find_first_not_of("0123456789") == std::string::npos && idx.size() < 9) {
+                const size_t i = std::stoul(idx);
+                if (i < layers_.size()) {
+                    const Layer& l = layers_[i];
+                    if (rest == "attn.c_attn.weight") return l.c_attn_q;
+                    if (rest == "attn.c_proj.weight") return l.c_proj_q;
+                    if (rest == "mlp.c_fc.weight") return l.c_fc_q;
+                    if (rest == "mlp.c_proj.weight") return l.mlp_proj_q;
+                }
+            }
+        }
+    }
+    throw Error("GPTModel.packed: no packed weight named '" + name + "'");
+}
+
 // ------------------------------------------------------------------------------------------------ KVCache
 KVCache::KVCache(int64_t n_layer, int64_t batch, int64_t max_len, int64_t n_head, int64_t head_size, DType dtype,
                  Device device) {

@@ -127,7 +127,13 @@ void bind_model(py::module_& m) {
         .def_property_readonly("config", &GPTModel::config)
         .def_property_readonly("device", [](const GPTModel& g) { return g.device().str(); })
         .def_property_readonly("dtype", [](const GPTModel& g) { return std::string(dtype_name(g.dtype())); })
-        .def("param", &GPTModel::param, arg("name"));
+        .def("param", &GPTModel::param, arg("name"))
+        .def("quantize", [](GPTModel& g, const std::string& weights) {
+            py::gil_scoped_release nogil;
+            g.quantize(weights);
+        }, arg("weights"), "Pack the matmul weights for decoding: 'bf16', 'int8', or 'f32' to drop them.")
+        .def_property_readonly("weights", &GPTModel::weights)
+        .def("packed", &GPTModel::packed, arg("name"), py::return_value_policy::copy);
 
     py::class_<KVCache>(m, "KVCache", "Keys/values (L, B, Tmax, NH, HS) and per-slot lengths (gptx/model.h).")
         .def(py::init([](py::object k, py::object v, py::object lengths) {

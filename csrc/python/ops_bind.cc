@@ -69,6 +69,39 @@ void bind_ops(py::module_& m) {
        arg("accumulate") = false,
        "out = op(a) @ op(b) (+ bias) (+ out if accumulate); op transposes the last two dims when asked.");
 
+    py::class_<PackedWeight>(m, "PackedWeight",
+                             "A weight W (N, K) packed for qmatmul_forward in bf16 or int8 (q8_0 blocks): see pack_weight.")
+        .def_readonly("data", &PackedWeight::data)
+        .def_readonly("format", &PackedWeight::format)
+        .def_readonly("N", &PackedWeight::N)
+        .def_readonly("K", &PackedWeight::K)
+        .def_property_readonly("nbytes", [](const PackedWeight& w) { return w.data.nbytes(); })
+        .def("__repr__", [](const PackedWeight& w) {
+            return "PackedWeight(format='" + w.format + "', N=" + std::to_string(w.N) + ", K=" + std::to_string(w.K) +
+                   ", nbytes=" + std::to_string(w.data.nbytes()) + ")";
+        });
+
+    m.def("pack_weight", [](py::object w, const std::string& format, bool trans) {
+        Tensor tw = as_tensor(w, "pack_weight", "w");
+        py::gil_scoped_release nogil;
+        return pack_weight(tw, format, trans);
+    }, arg("w"), arg("format"), arg("trans") = false,
+       "Pack w (K, N) float32 (or (N, K) with trans) for qmatmul_forward: format 'bf16' or 'int8'.");
+
+    m.def("unpack_weight", [](const PackedWeight& w) {
+        py::gil_scoped_release nogil;
+        return unpack_weight(w);
+    }, arg("w"), "The (N, K) float32 values of a packed weight.");
+
+    m.def("qmatmul_forward", [](py::object a, const PackedWeight& w, py::object bias, py::object out) {
+        const char* op = "qmatmul_forward";
+        Tensor ta = as_tensor(a, op, "a"), tbias = as_tensor(bias, op, "bias", true);
+        Tensor tout = as_output(out, op, "out");
+        py::gil_scoped_release nogil;
+        return qmatmul_forward(ta, w, tbias, tout);
+    }, arg("a"), arg("w"), arg("bias") = None, arg("out") = None,
+       "out (..., N) = a (..., K) @ W^T (+ bias) with W a PackedWeight (activations converted once per call).");
+
     m.def("matmul_backward", [](py::object dout, py::object a, py::object b, bool trans_a, bool trans_b, bool need_da,
                                 bool need_db, bool need_dbias, py::object da, py::object db, py::object dbias,
                                 bool accumulate) {

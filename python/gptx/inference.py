@@ -30,6 +30,9 @@ def _native_model(model, refresh: bool = True) -> "_core.GPTModel":
     params = dict(P.named)
     params["transformer.wte.weight"] = P.wte  # (Vp, C): the LM head runs over the padded table, as in training
     native = _core.GPTModel(native_config(model.config), params)
+    weights = model.__dict__.get("_weights", "f32")
+    if weights != "f32":  # a new parameter store of a quantized model: pack its weights too
+        native.quantize(weights)
     model.__dict__["_native_inference"] = (P, native)
     return native
 

@@ -151,6 +151,8 @@ class GPT:
         self.dropout_seed = 0
         self.dropout_step = 0
         self._drop = None  # the dropout of the pending forward: backward regenerates its masks
+        self._weights = "f32"  # the decoding weight format (quantize)
+        self._packed = None  # per layer {name: PackedWeight} and the LM head, when quantized
 
     # ------------------------------------------------------------------------------------------- mode
     def train(self, mode: bool = True) -> "GPT":
@@ -248,6 +250,8 @@ class GPT:
         for name, a in params.items():
             if name in sd:
                 a.copy_(np.ascontiguousarray(sd[name], dtype=np.float32))
+        if self._weights != "f32":
+            self.quantize(self._weights)  # the packed copies follow the new parameters
 
     @classmethod
     def from_pretrained(cls, path) -> "GPT":
@@ -274,6 +278,42 @@ class GPT:
         from gptx.hf_io import save_pretrained
 
         save_pretrained(self, path, tokenizer)
+
+    # ------------------------------------------------------------------------------------------- weights for decoding
+    @property
+    def weights(self) -> str:
+        """The format the matmul weights run in: "f32", "bf16" or "int8" (see quantize)."""
+        return self._weights
+
+    def quantize(self, weights: str) -> "GPT":
+        """Run the matmuls (attention qkv and projection, MLP fc and projection, the tied LM head) with packed
+        weights: "bf16", or "int8" with one float16 scale per block of 32 along K (GGUF's q8_0). Activations are
+        converted once per matmul; accumulation is float32 (int32 within an int8 block). "f32" undoes it.
+
+        Sampling, generate, stream and forward / forward_loss (evaluation) use the packed weights; backward() refuses
+        (training needs "f32"). The float32 parameters are kept (the embedding, checkpoints, state_dict and
+        save_pretrained read them, so saving a quantized model saves float32); load_state_dict packs again. CPU
+        float32 models only. Returns the model.
+        """
+        from gptx.inference import _native_model
+        from gptx.weights import check_weights
+
+        check_weights(weights)
+        if weights != "f32" and (self.device != "cpu" or self.dtype != "float32"):
+            raise TypeError(f"GPT.quantize: bf16 / int8 weights run on the CPU in float32; this model is on "
+                            f"{self.device} in {self.dtype}")
+        with self._lock:
+            native = _native_model(self)
+            native.quantize(weights)
+            self._weights = weights
+            if weights == "f32":
+                self._packed = None
+            else:
+                pre = "transformer.h."
+                names = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
+                layers = [{n: native.packed(f"{pre}{l}.{n}") for n in names} for l in range(self.config.n_layer)]
+                self._packed = (layers, native.packed("transformer.wte.weight"))
+        return self
 
     # ------------------------------------------------------------------------------------------- forward
     def _buffers(self, B: int, T: int) -> Activations:
@@ -332,6 +372,15 @@ class GPT:
         a = self._load_batch(idx, targets)
         drop = self._drop = self._dropout_for_pass()
         P, eps = self._compute_params(), c.layer_norm_epsilon
+        packed = self._packed
+
+        def linear(l, x, p, name, out):  # x @ W + b, through the packed W when quantized
+            bias = p[name[:-len("weight")] + "bias"]
+            if packed is None:
+                ops.matmul_forward(x, p[name], bias, out=out)
+            else:
+                ops.qmatmul_forward(x, packed[0][l][name], bias, out=out)
+
         ops.embedding_forward(a.idx, P.wte, P.wpe, out=a.encoded3)
         if drop:
             ops.dropout_forward(a.encoded, drop(0, DROPOUT_EMBED), out=a.encoded)
@@ -339,26 +388,29 @@ class GPT:
             x = a.layer_input(l)
             ops.layernorm_forward(x, p["ln_1.weight"], p["ln_1.bias"], eps, out=a.ln1[l], mean=a.ln1_mean[l],
                                   rstd=a.ln1_rstd[l])
-            ops.matmul_forward(a.ln1[l], p["attn.c_attn.weight"], p["attn.c_attn.bias"], out=a.qkv[l])
+            linear(l, a.ln1[l], p, "attn.c_attn.weight", a.qkv[l])
             ops.attention_forward(a.qkv5[l], causal=True, out=a.atty[l], lse=a.att_lse[l],
                                   dropout=drop(l, DROPOUT_ATTN) if drop else None)
-            ops.matmul_forward(a.atty2[l], p["attn.c_proj.weight"], p["attn.c_proj.bias"], out=a.res2[l])
+            linear(l, a.atty2[l], p, "attn.c_proj.weight", a.res2[l])
             if drop:  # x + dropout(branch), one fused pass
                 ops.dropout_forward(a.res2[l], drop(l, DROPOUT_ATTN_RESID), residual=x, out=a.res2[l])
             else:
                 ops.add_forward(x, a.res2[l], out=a.res2[l])
             ops.layernorm_forward(a.res2[l], p["ln_2.weight"], p["ln_2.bias"], eps, out=a.ln2[l],
                                   mean=a.ln2_mean[l], rstd=a.ln2_rstd[l])
-            ops.matmul_forward(a.ln2[l], p["mlp.c_fc.weight"], p["mlp.c_fc.bias"], out=a.fch[l])
+            linear(l, a.ln2[l], p, "mlp.c_fc.weight", a.fch[l])
             ops.gelu_forward(a.fch[l], out=a.scratch4)
-            ops.matmul_forward(a.scratch4, p["mlp.c_proj.weight"], p["mlp.c_proj.bias"], out=a.res3[l])
+            linear(l, a.scratch4, p, "mlp.c_proj.weight", a.res3[l])
             if drop:
                 ops.dropout_forward(a.res3[l], drop(l, DROPOUT_MLP_RESID), residual=a.res2[l], out=a.res3[l])
             else:
                 ops.add_forward(a.res2[l], a.res3[l], out=a.res3[l])
         ops.layernorm_forward(a.final(), P.lnf_w, P.lnf_b, eps, out=a.lnf, mean=a.lnf_mean, rstd=a.lnf_rstd)
         # LM head tied to wte: logits (B*T, Vp) = lnf @ wte^T over the padded table.
-        ops.matmul_forward(a.lnf, P.wte, trans_b=True, out=a.logits)
+        if packed is None:
+            ops.matmul_forward(a.lnf, P.wte, trans_b=True, out=a.logits)
+        else:
+            ops.qmatmul_forward(a.lnf, packed[1], out=a.logits)
         if targets is not None:
             # per-row losses and lse for backward; the mean over the counted rows (NaN when there are none, like
             # torch's mean of nothing) written into `loss` on the device, nothing read back
@@ -410,6 +462,9 @@ class GPT:
             self._backward()
 
     def _backward(self) -> None:
+        if self._weights != "f32":
+            raise RuntimeError(f"GPT.backward: the model runs {self._weights} weights for decoding, which cannot be "
+                               f"trained; call model.quantize('f32') first (the float32 parameters are intact)")
         if not self._pending:
             raise RuntimeError("GPT.backward: call forward(idx, targets) first (one backward per forward)")
         if self._pending_thread != threading.get_ident():
@@ -504,7 +559,7 @@ class GPT:
     def __getstate__(self) -> dict:
         return {"config": self.config.to_dict(), "params": host_copy(self._p.flat), "grads": host_copy(self._g.flat),
                 "device": self.device, "dtype": self.dtype, "training": self.training,
-                "dropout_seed": self.dropout_seed, "dropout_step": self.dropout_step}
+                "dropout_seed": self.dropout_seed, "dropout_step": self.dropout_step, "weights": self._weights}
 
     def __setstate__(self, state: dict) -> None:
         self._allocate(GPTConfig.from_dict(state["config"]), state.get("device", "cpu"), state.get("dtype", "float32"))
@@ -513,6 +568,8 @@ class GPT:
         self.training = bool(state.get("training", True))
         self.dropout_seed = int(state.get("dropout_seed", 0))
         self.dropout_step = int(state.get("dropout_step", 0))
+        if state.get("weights", "f32") != "f32":
+            self.quantize(state["weights"])
 
     def to(self, device: str, dtype: str | None = None) -> "GPT":
         """A copy of this model (parameters only; gradients zero) on another device and/or compute dtype."""
@@ -526,6 +583,8 @@ class GPT:
         where = "" if self.device == "cpu" else f", device={self.device!r}, dtype={self.dtype!r}"
         if c.dropout:
             where += f", dropout={c.dropout:g}"
+        if self._weights != "f32":
+            where += f", weights={self._weights!r}"
         return (f"GPT(n_layer={c.n_layer}, n_head={c.n_head}, n_embd={c.n_embd}, block_size={c.block_size}, "
                 f"vocab_size={c.vocab_size}, parameters={self.num_parameters():,}{where})")
 

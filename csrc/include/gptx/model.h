@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "gptx/gpt_spec.h"
+#include "gptx/ops.h"
 #include "gptx/tensor.h"
 
 namespace gptx {
@@ -42,17 +43,33 @@ public:
     struct Layer {
         Tensor ln_1_w, ln_1_b, c_attn_w, c_attn_b, c_proj_w, c_proj_b, ln_2_w, ln_2_b, c_fc_w, c_fc_b, mlp_proj_w,
             mlp_proj_b;
+        PackedWeight c_attn_q, c_proj_q, c_fc_q, mlp_proj_q;  // defined once quantize() packed them
     };
     const std::vector<Layer>& layers() const { return layers_; }
     const Tensor& wpe() const { return wpe_; }
     const Tensor& ln_f_w() const { return ln_f_w_; }
     const Tensor& ln_f_b() const { return ln_f_b_; }
 
+    // Weights for decoding: packs the four matmul weights of every layer and the tied LM head (wte, padded rows
+    // included) in "bf16" or "int8" (one float16 scale per 32 weights along K, as GGUF's q8_0); prefill and decode
+    // then run those matmuls through qmatmul_forward. "f32" drops the packed copies. The float32 parameters stay as
+    // they are (the embedding reads wte's rows; Python's forward and checkpoints are unchanged), so it can be undone;
+    // packed copies are snapshots, taken again by another quantize() after the parameters change. CPU models only:
+    // throws gptx::TypeError elsewhere, gptx::Error for another name.
+    void quantize(const std::string& weights);
+    const std::string& weights() const { return weights_; }  // "f32", "bf16" or "int8"
+    const PackedWeight& lm_head_q() const { return lm_head_q_; }
+    // The packed copy of a quantized weight by Hugging Face name ("transformer.wte.weight" is the LM head); throws
+    // gptx::Error when the model is not quantized or the name is not one of them.
+    const PackedWeight& packed(const std::string& name) const;
+
 private:
     GPTConfig config_;
     std::map<std::string, Tensor> params_;
     Tensor wte_, wpe_, ln_f_w_, ln_f_b_;
     std::vector<Layer> layers_;
+    std::string weights_ = "f32";
+    PackedWeight lm_head_q_;
 };
 
 // Keys and values of every layer for `batch` independent sequences ("slots") of up to max_len positions each.

@@ -155,6 +155,28 @@ Tensor cross_entropy_backward(const Tensor& logits, const Tensor& lse, const Ten
                               int64_t V = 0, int32_t ignore_index = -100, const Tensor& dlogits = Tensor(),
                               bool accumulate = false);
 
+// ------------------------------------------------------------------------------------------------ weights for decoding
+// A weight matrix W (N, K) packed for qmatmul_forward: bfloat16, or int8 with one float16 scale per block of 32
+// along K (GGUF's q8_0). `data` holds the bytes of the layout documented in backend/params.h (N padded to 16, K to
+// 32 with zeros); N output features, K the reduction.
+struct PackedWeight {
+    Tensor data;         // uint8 (bytes,), on the CPU
+    std::string format;  // "bf16" or "int8"
+    int64_t N = 0, K = 0;
+    bool defined() const { return data.defined(); }
+};
+// w: (K, N) float32, the Conv1D layout y = x @ w; with trans, (N, K) (a tied embedding used as the LM head).
+// Throws for a format other than "bf16" / "int8", a w that is not 2-D float32 on a backend with qmatmul kernels,
+// and (int8) a non-finite weight or a block whose scale overflows float16, naming the argument.
+PackedWeight pack_weight(const Tensor& w, const std::string& format, bool trans = false);
+// The (N, K) float32 values a packed weight stands for (each weight dequantized).
+Tensor unpack_weight(const PackedWeight& w);
+// out (..., N) = a (..., K) @ W^T + bias (N), a and out float32: activations are converted once per call (rounded to
+// bfloat16, or quantized per block of 32 to int8 with a float32 scale), products accumulate in float32 / int32.
+// Backends without qmatmul kernels (CUDA) refuse with an error naming the op.
+Tensor qmatmul_forward(const Tensor& a, const PackedWeight& w, const Tensor& bias = Tensor(),
+                       const Tensor& out = Tensor());
+
 // ------------------------------------------------------------------------------------------------ optimizer
 struct AdamWOptions {
     float lr = 1e-3f, beta1 = 0.9f, beta2 = 0.999f, eps = 1e-8f, weight_decay = 0.0f;

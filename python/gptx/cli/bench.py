@@ -10,7 +10,7 @@ _FLAGS = [
     ("--op", dict(action="append", metavar="NAME", help="op or row to run (repeatable, or a comma list)")),
     ("--shape", dict(action="append", metavar="S", help="MxNxK (matmul) or BxNHxTxHS (attention); repeatable")),
     ("--threads", dict(type=int, metavar="N", help="kernel and probe threads (default: all cores)")),
-    ("--isa", dict(metavar="NAME", help="CPU kernel path: generic, avx2, avx512, reference (--device cpu only)")),
+    ("--isa", dict(metavar="NAME", help="CPU kernel path: generic, avx2, avx512, avx512_bf16, reference (--device cpu only)")),
     ("--repeats", dict(type=int, metavar="N", help="timed runs per op")),
     ("--params", dict(type=int, metavar="N", help="parameter count of adamw_step / global_norm")),
     ("--probe-mib", dict(type=int, metavar="N", help="size of each bandwidth probe array in MiB")),

@@ -14,6 +14,7 @@ from gptx.cli._numbers import integer
 
 def add_parser(sub):
     from gptx.cli.sample import add_tokenizer_argument
+    from gptx.weights import add_weights_argument
 
     from gptx.cli.summarize import add_decode_arguments, add_pair_arguments
 
@@ -48,6 +49,7 @@ def add_parser(sub):
     p.add_argument("--threads", type=integer(1), default=None, metavar="N")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    add_weights_argument(p)
     return p
 
 
@@ -85,6 +87,8 @@ def run(args) -> int:
         if args.threads:
             gptx.set_num_threads(args.threads)
         model, tok = gptx.load(args.checkpoint, tokenizer=args.tokenizer, device=args.device, dtype=args.dtype)
+        if args.weights != "f32":
+            model.quantize(args.weights)
         block = model.config.block_size if args.block_size is None else args.block_size
         if not 1 <= block <= model.config.block_size:
             raise ValueError(f"--block-size must be in [1, {model.config.block_size}], got {block}")

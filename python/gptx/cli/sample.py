@@ -5,6 +5,7 @@ import codecs
 import sys
 
 from gptx.cli._numbers import integer
+from gptx.weights import add_weights_argument
 
 
 def add_parser(sub):
@@ -32,6 +33,7 @@ def add_parser(sub):
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
                    help="compute dtype; bfloat16 (CUDA only) is mixed precision with float32 master weights")
+    add_weights_argument(p)
     p.add_argument("--stream", action="store_true", default=None, help="print tokens as they come (default)")
     p.add_argument("--no-stream", dest="stream", action="store_false", help="print each sample when it is done")
     p.add_argument("--sliding-window", action="store_true",
@@ -68,6 +70,8 @@ def run(args) -> int:
         if args.num_samples < 1:
             raise ValueError(f"--num-samples must be >= 1, got {args.num_samples}")
         model, tok = gptx.load(args.checkpoint, tokenizer=args.tokenizer, device=args.device, dtype=args.dtype)
+        if args.weights != "f32":
+            model.quantize(args.weights)
         if args.prompt:
             prompt = tok.encode(args.prompt)
         else:
