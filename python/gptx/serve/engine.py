@@ -81,6 +81,7 @@ class Engine:
         self.cv = threading.Condition()
         self.stopping = False
         self.steps = 0
+        self.peak_batch = 0              # the most sequences one decode step has run
         self.thread = threading.Thread(target=self._loop, name="gptx-serve-engine", daemon=True)
 
     def start(self) -> "Engine":
@@ -159,6 +160,7 @@ class Engine:
         for j, s in enumerate(live):
             s.logits = out[j]
         self.steps += 1
+        self.peak_batch = max(self.peak_batch, len(live))
 
     def _start(self, s: Sequence) -> None:
         if s.cancelled:
