@@ -125,6 +125,8 @@ def test_queue_full_is_429(model_dir, decode_gate):
         b.join(30)
         assert results["a"].status_code == 200 and results["b"].status_code == 200
         assert c.post(f"{base}/v1/completions", json={"prompt": "c", "max_tokens": 3}).status_code == 200
+        r = c.post(f"{base}/v1/completions", json={"prompt": ["a", "b"], "max_tokens": 3, "n": 2})
+        assert r.status_code == 400 and r.json()["error"]["param"] == "n"  # 4 sequences never fit a queue of 2
 
 
 @pytest.mark.parametrize("stream", [True, False], ids=["stream", "non-stream"])

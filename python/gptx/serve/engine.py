@@ -97,6 +97,9 @@ class Engine:
 
     def submit(self, seqs) -> None:
         """Queue a request's sequences together, or none of them: 429 when the queue cannot take them all."""
+        if len(seqs) > self.max_queue:  # could never be queued: the request itself is too large
+            raise APIError(400, f"n: the request asks for {len(seqs)} sequences (prompts x n), more than the server "
+                           f"queues at once ({self.max_queue}, --max-queue)", "n", "too_many_sequences")
         with self.cv:
             if self.stopping:
                 raise APIError(503, "the server is shutting down", code="shutting_down")
