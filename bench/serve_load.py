@@ -9,7 +9,8 @@ median round:
     gptx (continuous batching)   gptx serve --max-batch 16, --concurrency clients
     gptx, batch 1                gptx serve --max-batch 1, requests one at a time (no batching)
     llama.cpp                    llama-cpp-python's server (its own Python server around llama.cpp), f32 GGUF,
-                                 --concurrency clients (it serves one request at a time)
+                                 --concurrency clients (it serves one request at a time; --interrupt_requests
+                                 False, else each new request cuts the running one short)
 
     python bench/serve_load.py [--requests 32 --concurrency 16 --max-tokens 32 --prompt-words 48 --threads 2]
                                [--rounds 2] [--skip-llama] [--write]   # --write: replace its section in RESULTS.md
@@ -192,7 +193,8 @@ def main():
     if not a.skip_llama:
         servers["llama.cpp (llama-cpp-python server, f32)"] = (
             [a.llama_python, "-m", "llama_cpp.server", "--model", gguf, "--n_threads", str(a.threads),
-             "--n_threads_batch", str(a.threads), "--n_ctx", "1024", "--verbose", "False"], "/v1/models", gguf,
+             "--n_threads_batch", str(a.threads), "--n_ctx", "1024", "--verbose", "False",
+             "--interrupt_requests", "False"], "/v1/models", gguf,
             a.concurrency)
     rounds = {name: [] for name in servers}
     for r in range(a.rounds):
@@ -221,7 +223,7 @@ def main():
 
     loadavg = " ".join(f"{x:.2f}" for x in os.getloadavg())
     head = (f"### Serving: {a.requests} streamed completions, {a.prompt_words}-word prompts, {a.max_tokens} tokens "
-            f"each, greedy (GPT-2 124M shapes, random weights, f32, {a.threads} threads)\n\n"
+            f"each, greedy (GPT-2 124M shapes, random weights, f32, {a.threads} thread{'s' * (a.threads > 1)})\n\n"
             f"{time.strftime('%Y-%m-%d')}, {cpu_model()}, load average after the run {loadavg}; each figure the median of "
             f"{a.rounds} rounds, servers run in turn. The machine is shared with other work: compare the rows of "
             f"one run, not absolute figures.\n\n"

@@ -3,7 +3,9 @@
 Each loop: sequences waiting in the queue take free slots (their prompt prefilled in one pass), every running
 sequence draws its next token, finished and cancelled ones leave at once (their slot is free for the next loop), and
 the rest advance together in one decode step. So a request joins the running batch at the next step and never waits
-for another to end.
+for another to end. A prompt is prefilled whole, in one pass, before the step that follows: the running sequences
+wait for it (no chunked prefill), which keeps the most tokens per weight read but delays their next token by one
+prefill.
 
 A sequence's tokens do not depend on what else runs: decode gives each row the logits it would get alone (attention
 per slot, each with its own length), and draws are keyed by (seed, stream, position) (sampling.uniform), as in
