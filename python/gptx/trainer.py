@@ -46,7 +46,10 @@ class TrainConfig:
     threads: int | None = None     # gptx.set_num_threads for the run; None keeps the current setting
     max_seconds: float | None = None  # wall-time cap: stop (and checkpoint) after this many seconds of training
     keep_checkpoints: int = 2      # checkpoints kept in out_dir; 0 keeps all
-    progress: bool = True          # tqdm progress bar on stderr
+    progress: bool = True          # tqdm progress bar on stderr when it is a terminal (plain log lines otherwise)
+    # Length of the warmup + cosine schedule; None: `steps`. A run extended on resume either keeps its original
+    # schedule (steps beyond it run at the final learning rate) or stretches the cosine to the new total.
+    schedule_steps: int | None = None
 
     def __post_init__(self):
         self.betas = tuple(float(b) for b in self.betas)
@@ -56,6 +59,10 @@ class TrainConfig:
         if self.lr <= 0 or not math.isfinite(self.lr):
             raise ValueError(f"TrainConfig.lr must be a positive number, got {self.lr}")
         _check_fields(self)
+
+    @property
+    def schedule_length(self) -> int:
+        return self.steps if self.schedule_steps is None else self.schedule_steps
 
     @property
     def final_lr(self) -> float:
@@ -96,8 +103,40 @@ def _check_fields(cfg: "TrainConfig") -> None:
         raise ValueError(f"TrainConfig.eps must be a positive number, got {cfg.eps!r}")
     if cfg.threads is not None and (isinstance(cfg.threads, bool) or int(cfg.threads) < 1):
         raise ValueError(f"TrainConfig.threads must be None or >= 1, got {cfg.threads!r}")
+    if cfg.schedule_steps is not None and (isinstance(cfg.schedule_steps, bool) or
+                                           not isinstance(cfg.schedule_steps, (int, np.integer)) or
+                                           cfg.schedule_steps < 0):
+        raise ValueError(f"TrainConfig.schedule_steps must be None or an integer >= 0, got {cfg.schedule_steps!r}")
     if cfg.max_seconds is not None and not (cfg.max_seconds >= 0):  # NaN fails too
         raise ValueError(f"TrainConfig.max_seconds must be None or a number >= 0, got {cfg.max_seconds!r}")
+
+
+# The run-time estimate is printed when the rest of the run takes at least this long, and after the first step
+# already when that step took this long (a GPT-2-sized model on a CPU).
+ESTIMATE_MIN_S = 60.0
+ESTIMATE_FIRST_STEP_S = 5.0
+
+
+class _StepAbandoned(BaseException):
+    """Raised by the first Ctrl-C inside the part of a step that can be given up (BaseException: no `except
+    Exception` in a user's data loader swallows it)."""
+
+
+def _isatty(stream) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # replaced or closed stream
+        return False
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 3 * 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
 
 
 def _data_state(data):
@@ -116,8 +155,15 @@ class Trainer:
     """Trains `model` (gptx.model.GPT or anything with its interface: forward_loss, backward, zero_grad,
     named_parameters, grads, and flat_buffers where it has them) on batches from train_data.get_batch."""
 
-    def __init__(self, model, config: TrainConfig, train_data, val_data=None, tokenizer=None, extra_state=None):
+    def __init__(self, model, config: TrainConfig, train_data, val_data=None, tokenizer=None, extra_state=None,
+                 callbacks=()):
         self.model = model
+        # Each is called with every log record (a dict: a training step's, or {"step", "val_loss"}), e.g.
+        # gptx.callbacks.TensorBoard(dir); log.jsonl is written whether or not there are any.
+        self.callbacks = list(callbacks)
+        for cb in self.callbacks:
+            if not callable(cb):
+                raise TypeError(f"Trainer: callbacks must be callables taking a log record, got {cb!r}")
         self.cfg = config
         self.train_data = train_data
         self.val_data = val_data
@@ -136,8 +182,10 @@ class Trainer:
         self._saved_step = None
         self._evaluated_step = None
         self._interrupted = False
+        self._abandonable = False
         self._bar = None
         self._stat_views = None
+        self._plot_notice = False
 
     # ---- one step -------------------------------------------------------------------------------------------
     def _stats(self):
@@ -153,17 +201,29 @@ class Trainer:
         """One optimizer step over grad_accum micro-batches; returns its log record."""
         cfg, model = self.cfg, self.model
         t0 = time.perf_counter()
-        lr = lr_schedule(self.step, cfg.steps, cfg.lr, cfg.warmup, cfg.final_lr)
+        lr = lr_schedule(self.step, cfg.schedule_length, cfg.lr, cfg.warmup, cfg.final_lr)
         model.zero_grad()
         G = cfg.grad_accum
         stats, slots = self._stats()
         tokens, empty = 0, False
-        for i in range(G):
-            x, y = self.train_data.get_batch(cfg.batch_size, cfg.block_size, self.rng)
-            model.forward_loss(x, y, out=slots[i])  # written on the device, not read here
-            model.backward()  # adds into model.grads: the sum of the micro-batch mean gradients
-            tokens += x.size
-            empty = empty or not np.any(np.asarray(y) != IGNORE_INDEX)
+        # Until the update, a step changes only the gradients, the batch RNG and the data cursor: an interrupt in
+        # that part abandons the step (those two are put back) instead of waiting for a long step to end.
+        rng_before, data_before = self.rng.bit_generator.state, _data_state(self.train_data)
+        self._abandonable = True
+        try:
+            for i in range(G):
+                x, y = self.train_data.get_batch(cfg.batch_size, cfg.block_size, self.rng)
+                model.forward_loss(x, y, out=slots[i])  # written on the device, not read here
+                model.backward()  # adds into model.grads: the sum of the micro-batch mean gradients
+                tokens += x.size
+                empty = empty or not np.any(np.asarray(y) != IGNORE_INDEX)
+        except _StepAbandoned:
+            self.rng.bit_generator.state = rng_before
+            _load_data_state(self.train_data, data_before, "training")
+            model.zero_grad()
+            raise
+        finally:
+            self._abandonable = False
         if empty:  # known on the host: that micro-batch's mean loss is NaN (the mean of nothing); no update
             raise FloatingPointError(f"step {self.step + 1}: loss nan: a micro-batch has every target ignored")
         # The accumulated gradient is a sum of G means; 1/G makes it the mean. The norm of the one flat gradient
@@ -225,10 +285,17 @@ class Trainer:
         self._interrupted = False
         self._open_progress(stop)
         previous_handler = self._catch_interrupt()
+        step_times = []
         try:
             while self.step < stop and not self._interrupted:
-                rec = self.train_step()
+                try:
+                    rec = self.train_step()
+                except _StepAbandoned:
+                    self._say(f"interrupted during step {self.step + 1}: that step is abandoned")
+                    break
                 rec["elapsed_s"] = time.perf_counter() - start
+                step_times.append(rec["step_s"])
+                self._estimate(step_times, stop)
                 self._log(rec)
                 if self._bar is not None:
                     self._bar.update(1)
@@ -255,6 +322,9 @@ class Trainer:
                 self.save()
         finally:
             self._close_progress()
+            for cb in self.callbacks:  # e.g. TensorBoard: its events on disk when fit returns
+                if hasattr(cb, "flush"):
+                    cb.flush()
             gptx.set_num_threads(threads_before)
             if previous_handler is not None:
                 signal.signal(signal.SIGINT, previous_handler)
@@ -265,8 +335,9 @@ class Trainer:
                 "steps_run": self.step - start_step, "timed_out": timed_out, "interrupted": self._interrupted}
 
     def _catch_interrupt(self):
-        """First Ctrl-C: finish the current step, then evaluate and checkpoint (a step cut half way would leave the
-        parameters half updated). The second one interrupts at once. Returns the handler to restore, or None."""
+        """First Ctrl-C: abandon the step in flight if its update has not started (else let the update finish: a
+        step cut half way would leave the parameters half updated), then evaluate and checkpoint. The second one
+        interrupts at once. Returns the handler to restore, or None."""
         if threading.current_thread() is not threading.main_thread():
             return None
         previous = signal.getsignal(signal.SIGINT)
@@ -276,6 +347,8 @@ class Trainer:
         def handler(signum, frame):
             self._interrupted = True
             signal.signal(signal.SIGINT, previous)
+            if self._abandonable:  # before the update: give the step up now rather than after minutes
+                raise _StepAbandoned()
 
         signal.signal(signal.SIGINT, handler)
         return previous
@@ -290,7 +363,8 @@ class Trainer:
     # ---- output ---------------------------------------------------------------------------------------------
     def _open_progress(self, stop):
         self._bar = None
-        if self.cfg.progress and self.step < stop:
+        # A bar's carriage-return frames would fill a redirected log: only on a terminal.
+        if self.cfg.progress and self.step < stop and _isatty(sys.stderr):
             from tqdm import tqdm
 
             self._bar = tqdm(total=stop, initial=self.step, desc="train", unit="step", file=sys.stderr,
@@ -300,6 +374,20 @@ class Trainer:
         if self._bar is not None:
             self._bar.close()
             self._bar = None
+
+    def _estimate(self, step_times, stop):
+        """Once per fit, the measured time per step and what the rest of the run will take: after the third step
+        (the first one includes warm-up), or at once when the first step alone took long."""
+        n = len(step_times)
+        if n not in (1, 3) or (n == 1 and step_times[0] < ESTIMATE_FIRST_STEP_S):
+            return
+        if n == 3 and step_times[0] >= ESTIMATE_FIRST_STEP_S:
+            return  # already said after the first step
+        per_step = float(np.median(step_times[1:] if n > 1 else step_times))
+        left = stop - self.step
+        if left > 0 and per_step * left >= ESTIMATE_MIN_S:
+            self._say(f"{per_step:.3g} s per step: the remaining {left} steps take about {_duration(per_step * left)}"
+                      f" (Ctrl-C stops and checkpoints)")
 
     def _say(self, line):
         if self._bar is not None:
@@ -311,7 +399,7 @@ class Trainer:
     def log_path(self) -> Path | None:
         return None if self.cfg.out_dir is None else Path(self.cfg.out_dir) / "log.jsonl"
 
-    def _log(self, rec):
+    def _write_log(self, rec):
         path = self.log_path
         if path is None:
             return
@@ -319,14 +407,23 @@ class Trainer:
         with open(path, "a", encoding="utf-8") as f:
             f.write(json.dumps(rec) + "\n")
 
+    def _log(self, rec):
+        self._write_log(rec)
+        for cb in self.callbacks:
+            cb(dict(rec))
+
     def plot(self) -> Path | None:
-        """out_dir/loss.png from log.jsonl when matplotlib is installed (silently nothing otherwise)."""
+        """out_dir/loss.png from log.jsonl when matplotlib is installed (otherwise a one-line notice, once)."""
         path = self.log_path
         if path is None or not path.exists():
             return None
         try:
             from matplotlib.figure import Figure  # no pyplot: leaves the caller's backend and figures alone
-        except Exception:
+        except ImportError:
+            if not self._plot_notice:
+                self._plot_notice = True
+                self._say("loss.png not drawn: matplotlib is not installed (pip install matplotlib); the losses are "
+                          f"in {path}")
             return None
         train, val = [], []
         for line in path.read_text(encoding="utf-8").splitlines():
@@ -421,6 +518,10 @@ class Trainer:
         model = GPT._uninitialized(GPTConfig.from_dict(ck.config), device, dtype)  # restore() loads the weights
         cfg = TrainConfig.from_dict(ck.state["train_config"])
         overrides.setdefault("out_dir", str(Path(ck.path).parent))
+        # A new total keeps the schedule the run was started with unless the caller says otherwise
+        # (schedule_steps=the new total stretches the cosine to it: a warm restart).
+        if "steps" in overrides and "schedule_steps" not in overrides:
+            overrides["schedule_steps"] = cfg.schedule_length
         cfg = dataclasses.replace(cfg, **overrides)
         trainer = cls(model, cfg, train_data, val_data, tokenizer, extra_state=ck.state.get("extra"))
         return trainer.restore(ck)
