@@ -1,4 +1,7 @@
-"""Helpers of the server tests: a tiny random model, a live server on a free loopback port, a gate on the engine."""
+"""Helpers and fixtures of the server tests: a tiny random byte-level model saved to a temp folder, an in-process
+client, a live server on a free loopback port, a gate that holds the engine in its decode step. (Fixtures live here,
+imported by each test module, rather than in a conftest.py: the suite's modules import the top-level conftest by
+name.)"""
 import contextlib
 import threading
 import time
@@ -6,7 +9,9 @@ import time
 import numpy as np
 import pytest
 
+from gptx.checkpoint import save_checkpoint
 from gptx.model import GPT, GPTConfig
+from gptx.tokenizer import Tokenizer
 
 BLOCK = 128
 
@@ -74,3 +79,33 @@ def wait_until(cond, timeout=10.0, what="condition"):
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.005)
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory):
+    """(folder, model, tokenizer): a checkpoint `gptx serve` opens, and the same model in memory."""
+    d = tmp_path_factory.mktemp("serve-model")
+    m, tok = tiny_model(), Tokenizer.bytes()
+    save_checkpoint(d, m, tokenizer=tok, state={"step": 1})
+    return d, m, tok
+
+
+@pytest.fixture
+def client(model_dir):
+    from fastapi.testclient import TestClient
+
+    from gptx.serve import create_app
+
+    _, m, tok = model_dir
+    with TestClient(create_app(m, tok, model_name="tiny")) as c:
+        yield c
+
+
+@pytest.fixture
+def decode_gate(monkeypatch):
+    import gptx.serve.engine as engine
+
+    gate = DecodeGate(engine.decode)
+    monkeypatch.setattr(engine, "decode", gate)
+    yield gate
+    gate.open.set()
