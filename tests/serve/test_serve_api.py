@@ -245,7 +245,8 @@ def test_bad_chat_fields_are_400_naming_the_field(client, body, param):
 
 
 def test_malformed_bodies(client):
-    for raw in (b"{not json", b"", b"\xff\xfe", b"[1, 2]", b"null", b'"text"'):
+    for raw in (b"{not json", b"", b"\xff\xfe", b"[1, 2]", b"null", b'"text"', b"[" * 100000 + b"]" * 100000,
+                b'{"prompt": NaN}'):
         r = client.post("/v1/completions", content=raw, headers={"content-type": "application/json"})
         assert r.status_code == 400, (raw, r.text)
         assert r.json()["error"]["param"] == "body"

@@ -126,7 +126,10 @@ def test_queue_full_is_429(model_dir, decode_gate):
         assert results["a"].status_code == 200 and results["b"].status_code == 200
         assert c.post(f"{base}/v1/completions", json={"prompt": "c", "max_tokens": 3}).status_code == 200
         r = c.post(f"{base}/v1/completions", json={"prompt": ["a", "b"], "max_tokens": 3, "n": 2})
-        assert r.status_code == 400 and r.json()["error"]["param"] == "n"  # 4 sequences never fit a queue of 2
+        assert r.status_code == 400 and r.json()["error"]["code"] == "too_many_sequences"  # 4 never fit in 2
+        r = c.post(f"{base}/v1/chat/completions", json={"messages": [{"role": "user", "content": "a"}], "n": 3,
+                                                        "max_tokens": 2})
+        assert r.status_code == 400 and r.json()["error"]["param"] == "n"
 
 
 @pytest.mark.parametrize("stream", [True, False], ids=["stream", "non-stream"])
@@ -135,7 +138,10 @@ def test_client_that_leaves_frees_its_slot(model_dir, decode_gate, stream):
 
     _, m, tok = model_dir
     app = create_app(m, tok, model_name="tiny", max_batch=2)
-    body = {"prompt": "abc", "max_tokens": 100, "stream": stream}
+    # Greedy from "ab": the first token is a whole character, so its chunk is sent before the gated decode step
+    # (a token that is half a UTF-8 character sends nothing until the next one).
+    assert m.generate([97, 98], 1, temperature=0)[0] < 128
+    body = {"prompt": "ab", "max_tokens": 100, "stream": stream, "temperature": 0}
     with live_server(app) as base:
         eng = engine_of(app)
         if stream:

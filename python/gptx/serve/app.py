@@ -132,9 +132,14 @@ async def _json(request: Request):
         raise APIError(413, f"the request body has {len(raw)} bytes, more than {MAX_BODY_BYTES}", "body",
                        "body_too_large")
     try:
-        return json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise APIError(400, f"the request body is not valid JSON: {e}", "body", "invalid_json") from None
+        return json.loads(raw, parse_constant=_no_constant)
+    except (ValueError, RecursionError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        what = "is nested too deeply" if isinstance(e, RecursionError) else f"is not valid JSON: {e}"
+        raise APIError(400, f"the request body {what}", "body", "invalid_json") from None
+
+
+def _no_constant(name):
+    raise ValueError(f"{name} is not a JSON number")
 
 
 async def _guarded(work):

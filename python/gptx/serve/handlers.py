@@ -100,6 +100,10 @@ def _ids(prefix: str) -> str:
 
 async def completions(state, req, request):
     p = req.params
+    if len(req.prompts) * p.n > state.max_queue:  # refused before any tokenizing: it could never be queued
+        raise APIError(400, f"prompt: {len(req.prompts)} prompts x n = {p.n} is {len(req.prompts) * p.n} sequences, "
+                       f"more than the server queues at once ({state.max_queue}, --max-queue)", "prompt",
+                       "too_many_sequences")
     prompts = [encode_prompt(state, x, "prompt" if len(req.prompts) == 1 else f"prompt[{i}]")
                for i, x in enumerate(req.prompts)]
     for i, ids in enumerate(prompts):
