@@ -369,3 +369,35 @@ def test_engine_error_fails_that_request_only(client, monkeypatch):
     assert client.post("/v1/completions", json={"prompt": "ab", "max_tokens": 4}).status_code == 200
     eng = client.app.fastapi.state.gptx.engine
     assert eng.thread.is_alive() and sorted(eng.free) == list(range(eng.max_batch))
+
+
+TEMPLATE = ("{% for m in messages %}<{{ m.role }}>{{ m.content }}{{ eos_token }}{% endfor %}"
+            "{% if add_generation_prompt %}<assistant>{% endif %}")
+
+
+def test_jinja_chat_template(model_dir, tmp_path):
+    pytest.importorskip("jinja2")
+    from fastapi.testclient import TestClient
+
+    from gptx.serve import create_app
+
+    _, m, tok = model_dir
+    with TestClient(create_app(m, tok, model_name="tiny", chat_template=TEMPLATE)) as c:
+        msgs = [{"role": "user", "content": "Hi"}]
+        r = c.post("/v1/chat/completions", json={"messages": msgs, "max_tokens": 8, "temperature": 0})
+        assert r.status_code == 200, r.text
+        ids = tok.encode("<user>Hi") + [tok.eot_token] + tok.encode("<assistant>")  # eos_token is the token
+        assert r.json()["usage"]["prompt_tokens"] == len(ids)
+        want = gen_text(tok, m.generate(ids, 8, temperature=0, tokenizer=tok))
+        assert r.json()["choices"][0]["message"]["content"] == want
+    refusing = "{{ raise_exception('only user messages') if messages[0].role != 'user' else 'x' }}"
+    with TestClient(create_app(m, tok, chat_template=refusing)) as c:
+        r = c.post("/v1/chat/completions", json={"messages": [{"role": "system", "content": "s"}], "max_tokens": 1})
+        assert r.status_code == 400 and "only user messages" in r.json()["error"]["message"]
+    with pytest.raises(ValueError, match="does not compile"):
+        create_app(m, tok, chat_template="{% for %}")
+    from gptx.__main__ import main
+
+    bad = tmp_path / "bad.jinja"
+    bad.write_text("{% if %}")
+    assert main(["serve", str(model_dir[0]), "--chat-template", str(bad)]) == 1

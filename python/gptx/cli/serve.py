@@ -33,6 +33,9 @@ def add_parser(sub):
                    help="weights for decoding: f32 (default), bf16 or int8 (model.quantize)")
     p.add_argument("--model-name", default=None, metavar="NAME",
                    help="the id clients pass as model (default: the checkpoint folder's name)")
+    p.add_argument("--chat-template", default=None, metavar="FILE",
+                   help="a Jinja chat template (as in a Hugging Face tokenizer_config.json) for /v1/chat/completions "
+                   "(default: the plain 'User: ... Assistant:' template; needs jinja2)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     return p
@@ -65,6 +68,14 @@ def run(args) -> int:
     if not os.path.exists(args.checkpoint):
         print(f"gptx serve: error: {args.checkpoint}: no such folder", file=sys.stderr)
         return 1
+    template = None
+    if args.chat_template is not None:
+        try:
+            with open(args.chat_template, encoding="utf-8") as f:
+                template = f.read()
+        except (OSError, UnicodeDecodeError) as e:
+            print(f"gptx serve: error: --chat-template {args.chat_template}: {e}", file=sys.stderr)
+            return 1
     name = args.model_name or os.path.basename(os.path.normpath(os.path.abspath(args.checkpoint)))
     api_key = args.api_key if args.api_key is not None else os.environ.get("GPTX_API_KEY") or None
     failed = []
@@ -78,8 +89,12 @@ def run(args) -> int:
         server.should_exit = True
 
     load.on_failure = on_failure
-    app = create_app(load=load, model_name=name, max_batch=args.max_batch, max_queue=args.max_queue,
-                     api_key=api_key)
+    try:
+        app = create_app(load=load, model_name=name, max_batch=args.max_batch, max_queue=args.max_queue,
+                         api_key=api_key, chat_template=template)
+    except (ValueError, ImportError) as e:
+        print(f"gptx serve: error: --chat-template: {e}", file=sys.stderr)
+        return 1
     config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False,
                             timeout_graceful_shutdown=5)
     server = uvicorn.Server(config)

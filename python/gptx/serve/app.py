@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gptx.serve import handlers
+from gptx.serve.chat import ChatTemplate
 from gptx.serve.engine import Engine
 from gptx.serve.errors import APIError
 from gptx.serve.metrics import Metrics
@@ -29,8 +30,9 @@ GENERATION_ROUTES = ("/v1/completions", "/v1/chat/completions")
 class ServerState:
     """What the routes share: the engine once the model is loaded, and the metrics from the start."""
 
-    def __init__(self, name, max_batch, max_queue):
+    def __init__(self, name, max_batch, max_queue, chat_template):
         self.name, self.max_batch, self.max_queue = name, max_batch, max_queue
+        self.chat_template = chat_template
         self.metrics = Metrics()
         self.engine = None
         self.error = None            # why loading failed
@@ -42,6 +44,8 @@ class ServerState:
         self.model, self.tokenizer = model, tokenizer
         self.block, self.vocab = model.config.block_size, model.config.vocab_size
         self.eos = eos_ids(model, tokenizer, None)
+        eot = tokenizer.eot_token
+        self.chat = ChatTemplate(self.chat_template, "" if eot is None else tokenizer.decode([eot]))
         self.engine = Engine(model, tokenizer, self.max_batch, self.max_queue, self.metrics).start()
 
     def ready(self):
@@ -56,12 +60,15 @@ class ServerState:
 
 
 def create_app(model=None, tokenizer=None, *, load=None, model_name: str = "gptx", max_batch: int = 16,
-               max_queue: int = 256, api_key: str | None = None) -> FastAPI:
+               max_queue: int = 256, api_key: str | None = None, chat_template: str | None = None) -> FastAPI:
+    """The ASGI app. chat_template: a Jinja chat template's text (None: the plain template, gptx/serve/chat.py)."""
     if (model is None) == (load is None):
         raise ValueError("create_app: pass model and tokenizer, or load= (a function returning both)")
     if model is not None and tokenizer is None:
         raise ValueError("create_app: tokenizer is required with model (text in, text out)")
-    state = ServerState(model_name, max_batch, max_queue)
+    if chat_template is not None:
+        ChatTemplate(chat_template)  # a template that does not compile fails here, before serving
+    state = ServerState(model_name, max_batch, max_queue, chat_template)
 
     def lifespan(app):
         return _Lifespan(state, model, tokenizer, load)

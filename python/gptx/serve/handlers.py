@@ -8,7 +8,6 @@ import time
 import uuid
 from functools import partial
 
-from gptx.serve import chat as chat_template
 from gptx.serve.engine import Sequence
 from gptx.serve.errors import APIError, bad
 
@@ -201,12 +200,13 @@ async def _completion_chunks(state, run, head, echo):
 
 async def chat_completions(state, req, request):
     p = req.params
-    ids = state.tokenizer.encode(chat_template.render(req.messages))
+    chat = state.chat
+    ids = state.tokenizer.encode(chat.render(req.messages), allow_special=chat.special)
     check_context(state, ids, p.max_tokens, "messages")
     if p.max_tokens is None and len(ids) >= state.block:
         raise APIError(400, f"messages: the prompt has {len(ids)} tokens, which leaves no room in the model's "
                        f"context ({state.block} tokens)", "messages", "context_length_exceeded")
-    run = Run(state, [ids], p, list(p.stop) + [s for s in chat_template.TURN_STOPS if s not in p.stop])
+    run = Run(state, [ids], p, list(p.stop) + [s for s in chat.stops if s not in p.stop])
     run.submit()
     head = {"id": _ids("chatcmpl"), "object": "chat.completion", "created": int(time.time()), "model": state.name}
     if p.stream:
