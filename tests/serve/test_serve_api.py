@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from gptx.sampling import log_softmax
-from serve_helpers import BLOCK, client, model_dir, need_serve_extra, wait_until  # noqa: F401 (fixtures)
+from serve_fixtures import BLOCK, client, model_dir, need_serve_extra, wait_until  # noqa: F401 (fixtures)
 
 need_serve_extra()
 

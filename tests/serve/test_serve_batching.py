@@ -7,7 +7,7 @@ import threading
 
 import httpx
 import pytest
-from serve_helpers import decode_gate, engine_of, live_server, model_dir, need_serve_extra, wait_until  # noqa: F401
+from serve_fixtures import decode_gate, engine_of, live_server, model_dir, need_serve_extra, wait_until  # noqa: F401
 
 need_serve_extra()
 

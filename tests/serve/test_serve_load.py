@@ -6,7 +6,7 @@ import json
 import random
 
 import httpx
-from serve_helpers import engine_of, live_server, model_dir, need_serve_extra  # noqa: F401 (fixture)
+from serve_fixtures import engine_of, live_server, model_dir, need_serve_extra  # noqa: F401 (fixture)
 
 need_serve_extra()
 

@@ -8,7 +8,7 @@ import time
 
 import httpx
 import pytest
-from serve_helpers import model_dir, need_serve_extra  # noqa: F401 (fixture)
+from serve_fixtures import model_dir, need_serve_extra  # noqa: F401 (fixture)
 
 import gptx as gptx_package
 

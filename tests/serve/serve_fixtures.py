@@ -1,4 +1,4 @@
-"""Helpers and fixtures of the server tests: a tiny random byte-level model saved to a temp folder, an in-process
+"""Fixtures and shared pieces of the server tests: a tiny random byte-level model saved to a temp folder, an in-process
 client, a live server on a free loopback port, a gate that holds the engine in its decode step. (Fixtures live here,
 imported by each test module, rather than in a conftest.py: the suite's modules import the top-level conftest by
 name.)"""
@@ -81,7 +81,7 @@ def wait_until(cond, timeout=10.0, what="condition"):
         time.sleep(0.005)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     """(folder, model, tokenizer): a checkpoint `gptx serve` opens, and the same model in memory."""
     d = tmp_path_factory.mktemp("serve-model")
