@@ -4,7 +4,7 @@ import importlib
 import sys
 
 # Subcommands in the order `gptx --help` lists them; a module that is missing is simply not offered.
-SUBCOMMANDS = ["info", "train", "demo", "prepare", "sample", "summarize", "eval", "export", "bench"]
+SUBCOMMANDS = ["info", "train", "demo", "prepare", "sample", "summarize", "eval", "export", "serve", "bench"]
 
 
 def build_parser():
