@@ -347,20 +347,36 @@ class GPT:
         return loss
 
     # ------------------------------------------------------------------------------------------- backward
-    def backward(self) -> None:
-        """Add d(mean loss)/d(parameter) of the last forward(idx, targets) into self.grads."""
-        with self._lock:
-            self._backward()
+    def backward(self, layer_done=None) -> None:
+        """Add d(mean loss)/d(parameter) of the last forward(idx, targets) into self.grads.
 
-    def _backward(self) -> None:
+        layer_done(l), when given, is called as soon as the gradients of block l are final (l = n_layer - 1 down to 0;
+        for the last block, ln_f's too), then layer_done(-1) once the embeddings' are: data parallelism starts
+        averaging those parts of the flat gradient buffer while the rest of the backward pass runs
+        (grad_layer_starts() gives where each block's gradients begin in the buffer)."""
+        with self._lock:
+            self._backward(layer_done)
+
+    def grad_layer_starts(self) -> list[int]:
+        """Element offset in the flat gradient buffer where each block's gradients begin (blocks are contiguous, in
+        order, after wte and wpe and before ln_f)."""
+        starts = []
+        for layer in self._g.layers:
+            starts.append(min((t.data_ptr - self._g.flat.data_ptr) // 4 for t in layer.values()))
+        return starts
+
+    def _backward(self, layer_done=None) -> None:
         if not self._pending:
             raise RuntimeError("GPT.backward: call forward(idx, targets) first (one backward per forward)")
         if self._pending_thread != threading.get_ident():
             raise RuntimeError("GPT.backward: the last forward(idx, targets) ran in another thread; a forward/backward "
                                "pair must stay in one thread (train one model from one thread)")
         self._pending = False
-        if self._count == 0:
-            return  # every target ignored: the gradient is zero
+        if self._count == 0:  # every target ignored: the gradient is zero
+            for l in range(self.config.n_layer - 1, -2, -1):
+                if layer_done is not None:
+                    layer_done(l)
+            return
         c, a, P, G = self.config, self._acts, self._c, self._g
         dres, dres3, dx, dx4, dqkv, dqkv5 = a.grad_scratch()
         # Loss -> logits: softmax - onehot, scaled by 1/count, written over the logits (no second (BT, Vp) buffer).
@@ -395,7 +411,11 @@ class GPT:
             ops.matmul_forward(dqkv, p["attn.c_attn.weight"], trans_b=True, out=dx)
             ops.layernorm_backward(dx, a.layer_input(l), p["ln_1.weight"], a.ln1_mean[l], a.ln1_rstd[l],
                                    dinp=dres, dweight=g["ln_1.weight"], dbias=g["ln_1.bias"], accumulate=True)
+            if layer_done is not None:
+                layer_done(l)
         ops.embedding_backward(dres3, a.idx, G.wte, G.wpe)
+        if layer_done is not None:
+            layer_done(-1)
 
     @staticmethod
     def _linear_weight_grads(dout, inp, p, g, prefix: str) -> None:

@@ -15,10 +15,13 @@ from pathlib import Path
 import numpy as np
 
 from gptx import _core, ops
+from gptx import distributed as _dist
 from gptx._fileio import atomic_write_bytes
 from gptx._host import host_copy
 from gptx.checkpoint import clean_stale_temp, load_checkpoint, save_checkpoint
 from gptx.model import IGNORE_INDEX
+from gptx.distributed.data_parallel import DataParallel
+from gptx.distributed.zero import ZeroAdamW
 from gptx.optim import AdamW, clip_coefficient, lr_schedule
 
 
@@ -47,6 +50,8 @@ class TrainConfig:
     max_seconds: float | None = None  # wall-time cap: stop (and checkpoint) after this many seconds of training
     keep_checkpoints: int = 2      # checkpoints kept in out_dir; 0 keeps all
     progress: bool = True          # tqdm progress bar on stderr
+    zero: int = 0                  # 1: ZeRO-1, the optimizer state split over the ranks (with gptx.distributed)
+    bucket_mb: float = 25.0        # gradients averaged over ranks in buckets of at least this many MB of whole blocks
 
     def __post_init__(self):
         self.betas = tuple(float(b) for b in self.betas)
@@ -98,6 +103,10 @@ def _check_fields(cfg: "TrainConfig") -> None:
         raise ValueError(f"TrainConfig.threads must be None or >= 1, got {cfg.threads!r}")
     if cfg.max_seconds is not None and not (cfg.max_seconds >= 0):  # NaN fails too
         raise ValueError(f"TrainConfig.max_seconds must be None or a number >= 0, got {cfg.max_seconds!r}")
+    if cfg.zero not in (0, 1) or isinstance(cfg.zero, bool):
+        raise ValueError(f"TrainConfig.zero must be 0 or 1 (ZeRO-1), got {cfg.zero!r}")
+    if not (math.isfinite(cfg.bucket_mb) and cfg.bucket_mb > 0):
+        raise ValueError(f"TrainConfig.bucket_mb must be a positive number, got {cfg.bucket_mb!r}")
 
 
 def _data_state(data):
@@ -114,7 +123,11 @@ def _load_data_state(data, state, what):
 
 class Trainer:
     """Trains `model` (gptx.model.GPT or anything with its interface: forward_loss, backward, zero_grad,
-    named_parameters, grads, and flat_buffers where it has them) on batches from train_data.get_batch."""
+    named_parameters, grads, and flat_buffers where it has them) on batches from train_data.get_batch.
+
+    After gptx.distributed.init() it trains data-parallel: every rank runs the same Trainer, each takes its
+    batch_size rows of the global batch of world_size * batch_size rows (the batch one process with that micro-batch
+    would draw), gradients are summed over the ranks during backward, and only rank 0 prints, logs and writes."""
 
     def __init__(self, model, config: TrainConfig, train_data, val_data=None, tokenizer=None, extra_state=None):
         self.model = model
@@ -127,8 +140,17 @@ class Trainer:
             raise ValueError(f"block_size {config.block_size} exceeds the model's block_size "
                              f"{model.config.block_size}")
         flat = getattr(model, "flat_buffers", None)  # GPT: one AdamW call over the whole parameter buffer
-        self.opt = AdamW(model.named_parameters(), model.grads, lr=config.lr, betas=config.betas, eps=config.eps,
-                         weight_decay=config.weight_decay, flat=flat() if flat is not None else None)
+        self.dp = DataParallel(model, config) if _dist.is_initialized() else None
+        if config.zero and self.dp is None:
+            raise ValueError("TrainConfig.zero=1 shards the optimizer over ranks: call gptx.distributed.init() first "
+                             "(or launch with `gptx train --nproc N` / mpiexec)")
+        hp = dict(lr=config.lr, betas=config.betas, eps=config.eps, weight_decay=config.weight_decay)
+        if self.dp is not None and config.zero:
+            self.opt = ZeroAdamW(model.named_parameters(), model.grads, flat(), **hp)
+        else:
+            self.opt = AdamW(model.named_parameters(), model.grads, flat=flat() if flat is not None else None, **hp)
+        self.world, self.rank = _dist.world_size(), _dist.rank()
+        self.main = self.rank == 0
         self.rng = np.random.default_rng(config.seed)
         self.step = 0
         self.val_loss = None
@@ -138,6 +160,8 @@ class Trainer:
         self._interrupted = False
         self._bar = None
         self._stat_views = None
+        if self.dp is not None:
+            self.dp.attach(self)
 
     # ---- one step -------------------------------------------------------------------------------------------
     def _stats(self):
@@ -155,15 +179,20 @@ class Trainer:
         t0 = time.perf_counter()
         lr = lr_schedule(self.step, cfg.steps, cfg.lr, cfg.warmup, cfg.final_lr)
         model.zero_grad()
-        G = cfg.grad_accum
+        G, dp = cfg.grad_accum, self.dp
         stats, slots = self._stats()
         tokens, empty = 0, False
         for i in range(G):
-            x, y = self.train_data.get_batch(cfg.batch_size, cfg.block_size, self.rng)
+            x, y = self._batch()
             model.forward_loss(x, y, out=slots[i])  # written on the device, not read here
-            model.backward()  # adds into model.grads: the sum of the micro-batch mean gradients
-            tokens += x.size
+            # adds into model.grads: the sum of the micro-batch mean gradients; on the last micro-batch of a
+            # data-parallel step each finished bucket of gradients starts its sum over the ranks at once
+            model.backward(dp.reducer.layer_done) if dp is not None and i == G - 1 else model.backward()
+            tokens += x.size * self.world
             empty = empty or not np.any(np.asarray(y) != IGNORE_INDEX)
+        if dp is not None:
+            dp.reducer.finish()
+            empty = dp.any(empty)
         if empty:  # known on the host: that micro-batch's mean loss is NaN (the mean of nothing); no update
             raise FloatingPointError(f"step {self.step + 1}: loss nan: a micro-batch has every target ignored")
         # The accumulated gradient is a sum of G means; 1/G makes it the mean. The norm of the one flat gradient
@@ -171,11 +200,19 @@ class Trainer:
         # takes it and applies 1/G and the clipping factor itself (grad_scale, norm_scale), so the gradients are never
         # rescaled in place and the host never waits between the backward pass and the update. A non-finite norm
         # makes the kernel skip the update.
-        ops.global_norm(self._grad_buffers(), out=slots[G])
-        self.opt.step(lr=lr, grad_scale=1.0 / G, norm=slots[G], max_norm=cfg.grad_clip, norm_scale=1.0 / G)
+        # Data parallel: the buffer (or under ZeRO-1 this rank's shard) holds the sum over the ranks, so 1/(G N)
+        # makes it the mean, and the norm of the summed buffer is the global norm by construction.
+        scale = 1.0 / (G * self.world)
+        if dp is not None and cfg.zero:
+            dp.shard_norm(self.opt.grad_shard, slots[G])
+        else:
+            ops.global_norm(self._grad_buffers(), out=slots[G])
+        self.opt.step(lr=lr, grad_scale=scale, norm=slots[G], max_norm=cfg.grad_clip, norm_scale=scale)
         values = host_copy(stats)  # the step's one read from the device
+        if dp is not None:
+            values[:G] = dp.mean(values[:G])
         loss = float(np.mean(values[:G], dtype=np.float64))
-        norm = float(values[G]) / G
+        norm = float(values[G]) * scale
         if not (math.isfinite(loss) and math.isfinite(norm)):
             # The kernel skipped the update (non-finite norm; a non-finite loss comes with non-finite gradients).
             self.opt.step_count -= 1
@@ -185,8 +222,21 @@ class Trainer:
         self.step += 1
         self.last_loss = loss
         dt = time.perf_counter() - t0
-        return {"step": self.step, "loss": loss, "lr": lr, "grad_norm": norm, "clip": clip,
-                "tokens_per_s": tokens / max(dt, 1e-9), "step_s": dt}
+        rec = {"step": self.step, "loss": loss, "lr": lr, "grad_norm": norm, "clip": clip,
+               "tokens_per_s": tokens / max(dt, 1e-9), "step_s": dt}
+        if dp is not None:
+            rec["comm_s"] = dp.take_comm_s()
+        return rec
+
+    def _batch(self):
+        """This rank's micro-batch: rows [rank B, (rank + 1) B) of the global batch of world_size * B rows, drawn
+        the same way on every rank (one RNG, one data cursor), so the global batches never depend on N."""
+        B = self.cfg.batch_size
+        if self.world == 1:
+            return self.train_data.get_batch(B, self.cfg.block_size, self.rng)
+        x, y = self.train_data.get_batch(B * self.world, self.cfg.block_size, self.rng)
+        rows = slice(self.rank * B, (self.rank + 1) * B)
+        return np.ascontiguousarray(x[rows]), np.ascontiguousarray(y[rows])
 
     def _grad_buffers(self):
         flat = getattr(self.model, "flat_buffers", None)
@@ -200,13 +250,18 @@ class Trainer:
         batches = max(1, cfg.eval_batches if batches is None else batches)
         saved = _data_state(self.val_data)
         rng = np.random.default_rng([cfg.seed, 1])  # its own stream: evaluation never moves the training RNG
-        losses = _core.Tensor.empty([batches], "float32", getattr(self.model, "device", "cpu"))
+        losses = _core.Tensor.zeros([batches], "float32", getattr(self.model, "device", "cpu"))
         for i in range(batches):
+            # every rank draws every batch (the same ones whatever N) and evaluates its share of them
             x, y = self.val_data.get_batch(cfg.batch_size, cfg.block_size, rng)
-            self.model.forward_loss(x, y, out=losses[i])
+            if i % self.world == self.rank:
+                self.model.forward_loss(x, y, out=losses[i])
         if saved is not None:
             self.val_data.load_state_dict(saved)
-        self.val_loss = float(np.mean(host_copy(losses), dtype=np.float64))  # one read for all batches
+        values = host_copy(losses)  # one read for all batches
+        if self.dp is not None:
+            values = self.dp.sum(values)
+        self.val_loss = float(np.mean(values, dtype=np.float64))
         return self.val_loss
 
     # ---- the loop -------------------------------------------------------------------------------------------
@@ -240,7 +295,11 @@ class Trainer:
                     self._eval_and_log()
                 if cfg.ckpt_every and self.step % cfg.ckpt_every == 0:
                     self.save()
-                if cfg.max_seconds is not None and time.perf_counter() - start >= cfg.max_seconds:
+                out_of_time = cfg.max_seconds is not None and time.perf_counter() - start >= cfg.max_seconds
+                if self.dp is not None:  # every rank stops after the same step (Ctrl-C and clocks differ per rank)
+                    out_of_time = self.dp.any(out_of_time)
+                    self._interrupted = self.dp.any(self._interrupted)
+                if out_of_time:
                     timed_out = self.step < stop
                     break
             self._close_progress()
@@ -259,7 +318,7 @@ class Trainer:
             if previous_handler is not None:
                 signal.signal(signal.SIGINT, previous_handler)
         seconds = time.perf_counter() - start
-        if cfg.out_dir is not None:
+        if cfg.out_dir is not None and self.main:
             self.plot()
         return {"step": self.step, "loss": self.last_loss, "val_loss": self.val_loss, "seconds": seconds,
                 "steps_run": self.step - start_step, "timed_out": timed_out, "interrupted": self._interrupted}
@@ -290,7 +349,7 @@ class Trainer:
     # ---- output ---------------------------------------------------------------------------------------------
     def _open_progress(self, stop):
         self._bar = None
-        if self.cfg.progress and self.step < stop:
+        if self.cfg.progress and self.step < stop and self.main:
             from tqdm import tqdm
 
             self._bar = tqdm(total=stop, initial=self.step, desc="train", unit="step", file=sys.stderr,
@@ -302,6 +361,8 @@ class Trainer:
             self._bar = None
 
     def _say(self, line):
+        if not self.main:
+            return
         if self._bar is not None:
             self._bar.write(line, file=sys.stdout)
         else:
@@ -313,7 +374,7 @@ class Trainer:
 
     def _log(self, rec):
         path = self.log_path
-        if path is None:
+        if path is None or not self.main:
             return
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "a", encoding="utf-8") as f:
@@ -360,14 +421,18 @@ class Trainer:
             "loss": self.last_loss,
             "val_loss": self.val_loss,
             "extra": self.extra_state,
+            "world_size": self.world,  # global batch = world_size * batch_size
         }
 
     def save(self, out_dir=None) -> Path:
         out_dir = out_dir if out_dir is not None else self.cfg.out_dir
         if out_dir is None:
             raise ValueError("Trainer.save: no out_dir (set TrainConfig.out_dir or pass one)")
-        path = save_checkpoint(out_dir, self.model, self.opt, state=self.state(), tokenizer=self.tokenizer,
-                               keep=self.cfg.keep_checkpoints)
+        if self.dp is not None:
+            path = self.dp.save(out_dir)
+        else:
+            path = save_checkpoint(out_dir, self.model, self.opt, state=self.state(), tokenizer=self.tokenizer,
+                                   keep=self.cfg.keep_checkpoints)
         self._saved_step = self.step
         self._say(f"step {self.step:>6}/{self.cfg.steps} | checkpoint {path}")
         return path
@@ -389,9 +454,12 @@ class Trainer:
         _load_data_state(self.val_data, st.get("val_data"), "validation")
         self.last_loss, self.val_loss = st.get("loss"), st.get("val_loss")
         self._saved_step = self.step
-        if self.cfg.out_dir is not None:
+        if self.cfg.out_dir is not None and self.main:
             clean_stale_temp(self.cfg.out_dir)  # what killed saves of this run left behind
-        self._truncate_log()
+        if self.main:
+            self._truncate_log()
+        if self.dp is not None:
+            self.dp.barrier()  # no rank logs into the run folder before rank 0 has trimmed it
         return self
 
     def _truncate_log(self):
@@ -421,6 +489,15 @@ class Trainer:
         model = GPT._uninitialized(GPTConfig.from_dict(ck.config), device, dtype)  # restore() loads the weights
         cfg = TrainConfig.from_dict(ck.state["train_config"])
         overrides.setdefault("out_dir", str(Path(ck.path).parent))
+        saved_world, world = int(ck.state.get("world_size", 1)), _dist.world_size()
+        if "batch_size" not in overrides and saved_world != world:
+            # keep the global batch, so the run continues with the same sequence of global batches
+            global_batch = cfg.batch_size * saved_world
+            if global_batch % world:
+                raise ValueError(f"checkpoint {ck.path} was trained with a global batch of {global_batch} "
+                                 f"({saved_world} x {cfg.batch_size}), which {world} ranks cannot split evenly; "
+                                 f"pass batch_size to choose another")
+            overrides["batch_size"] = global_batch // world
         cfg = dataclasses.replace(cfg, **overrides)
         trainer = cls(model, cfg, train_data, val_data, tokenizer, extra_state=ck.state.get("extra"))
         return trainer.restore(ck)
