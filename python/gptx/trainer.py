@@ -231,11 +231,12 @@ class Trainer:
     def _batch(self):
         """This rank's micro-batch: rows [rank B, (rank + 1) B) of the global batch of world_size * B rows, drawn
         the same way on every rank (one RNG, one data cursor), so the global batches never depend on N."""
-        B = self.cfg.batch_size
+        return self._rows(*self.train_data.get_batch(self.cfg.batch_size * self.world, self.cfg.block_size, self.rng))
+
+    def _rows(self, x, y):
         if self.world == 1:
-            return self.train_data.get_batch(B, self.cfg.block_size, self.rng)
-        x, y = self.train_data.get_batch(B * self.world, self.cfg.block_size, self.rng)
-        rows = slice(self.rank * B, (self.rank + 1) * B)
+            return x, y
+        rows = slice(self.rank * self.cfg.batch_size, (self.rank + 1) * self.cfg.batch_size)
         return np.ascontiguousarray(x[rows]), np.ascontiguousarray(y[rows])
 
     def _grad_buffers(self):
@@ -250,17 +251,16 @@ class Trainer:
         batches = max(1, cfg.eval_batches if batches is None else batches)
         saved = _data_state(self.val_data)
         rng = np.random.default_rng([cfg.seed, 1])  # its own stream: evaluation never moves the training RNG
-        losses = _core.Tensor.zeros([batches], "float32", getattr(self.model, "device", "cpu"))
+        losses = _core.Tensor.empty([batches], "float32", getattr(self.model, "device", "cpu"))
         for i in range(batches):
-            # every rank draws every batch (the same ones whatever N) and evaluates its share of them
-            x, y = self.val_data.get_batch(cfg.batch_size, cfg.block_size, rng)
-            if i % self.world == self.rank:
-                self.model.forward_loss(x, y, out=losses[i])
+            # data parallel: each rank its rows of the global batch (the same batches whatever N), as in training
+            x, y = self._rows(*self.val_data.get_batch(cfg.batch_size * self.world, cfg.block_size, rng))
+            self.model.forward_loss(x, y, out=losses[i])
         if saved is not None:
             self.val_data.load_state_dict(saved)
         values = host_copy(losses)  # one read for all batches
         if self.dp is not None:
-            values = self.dp.sum(values)
+            values = self.dp.mean(values)
         self.val_loss = float(np.mean(values, dtype=np.float64))
         return self.val_loss
 
@@ -490,6 +490,8 @@ class Trainer:
         cfg = TrainConfig.from_dict(ck.state["train_config"])
         overrides.setdefault("out_dir", str(Path(ck.path).parent))
         saved_world, world = int(ck.state.get("world_size", 1)), _dist.world_size()
+        if not _dist.is_initialized():
+            overrides.setdefault("zero", 0)  # ZeRO-1 describes how a run was spread over ranks, not the run itself
         if "batch_size" not in overrides and saved_world != world:
             # keep the global batch, so the run continues with the same sequence of global batches
             global_batch = cfg.batch_size * saved_world

@@ -34,7 +34,9 @@ def mpiexec_command(n: int, mpiexec: str | None = None) -> list[str]:
 def launch(gptx_args: list[str], n: int) -> int:
     """Run `python -m gptx <gptx_args>` as n MPI ranks; returns the launcher's exit status."""
     try:
-        cmd = mpiexec_command(n) + [sys.executable, "-m", "gptx", *gptx_args]
+        # each rank under a supervisor that names it if a signal kills it
+        cmd = mpiexec_command(n) + [sys.executable, "-m", "gptx.distributed.supervise", sys.executable, "-m", "gptx",
+                                    *gptx_args]
     except FileNotFoundError as e:
         print(f"gptx: error: {e}", file=sys.stderr)
         return 1
