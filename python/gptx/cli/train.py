@@ -296,6 +296,8 @@ def _run(args) -> int:
                   progress=not args.no_progress)
         if args.out:
             ov["out_dir"] = os.path.abspath(args.out)
+        if "threads" not in ov and st.get("world_size", 1) > 1:
+            ov["threads"] = None  # the ranks' share of the cores was for that launch, not for this one
         cfg_seed = st["train_config"].get("seed", 0)
         block = ov.get("block_size", st["train_config"]["block_size"])
         train, val, desc = build_data(spec, tokenizer, block, cfg_seed)
