@@ -169,8 +169,40 @@ def collectives(out):
             json.dump({"ok": True, "world": n}, f)
 
 
+def nccl(out):
+    """CUDA tensors through NCCL (at any N, N=1 included): collectives against numpy, then 5 training steps on the GPU
+    with gptx.distributed (plain and ZeRO-1) against the same run without it."""
+    r, n = dist.rank(), dist.world_size()
+    dist.init("cuda")
+    dev = dist.nccl_comm("cuda").device_name
+    inputs = [np.random.default_rng([9, k]).standard_normal(1003).astype(np.float32) for k in range(n)]
+    stack = np.stack(inputs).astype(np.float64)
+    for op, ref in {"sum": stack.sum(0), "avg": stack.mean(0), "max": stack.max(0)}.items():
+        t = gptx.Tensor(inputs[r].copy()).to(dev)
+        dist.all_reduce(t, op=op)
+        np.testing.assert_allclose(t.to("cpu").numpy(), ref, rtol=1e-5, atol=1e-5, err_msg=op)
+    lo, hi = dist.shard_range(1003)
+    part = dist.reduce_scatter(gptx.Tensor(inputs[r].copy()).to(dev))
+    np.testing.assert_allclose(part.to("cpu").numpy(), stack.sum(0)[lo:hi], rtol=1e-5, atol=1e-5)
+    g = dist.all_gather(gptx.Tensor(np.full((r + 2, 3), float(r), dtype=np.float32)).to(dev))
+    expect = np.concatenate([np.full((k + 2, 3), float(k), dtype=np.float32) for k in range(n)])
+    assert np.array_equal(g.to("cpu").numpy(), expect)
+    b = gptx.Tensor(inputs[r].copy()).to(dev)
+    dist.broadcast(b, root=n - 1)
+    assert np.array_equal(b.to("cpu").numpy(), inputs[n - 1])
+    results = {}
+    for zero in (0, 1):
+        model = gptx.GPT(gptx.GPTConfig(**CONFIG), seed=1).to(dev)
+        cfg = gptx.TrainConfig(steps=5, batch_size=2, zero=zero, **TRAIN)
+        t = gptx.Trainer(model, cfg, gptx.TokenDataset(tokens()))
+        results[zero] = ([t.train_step()["loss"] for _ in range(5)], model.state_dict())
+    if r == 0:
+        np.savez(os.path.join(out, "nccl.npz"), plain=results[0][0], zero=results[1][0],
+                 **{f"p{z}/{k}": v for z in (0, 1) for k, v in results[z][1].items()})
+
+
 if __name__ == "__main__":
     dist.init()
     scenario, out = sys.argv[1], sys.argv[2]
     {"equivalence": equivalence, "resume": resume, "fault": fault, "mismatch": mismatch,
-     "collectives": collectives}[scenario](out, *sys.argv[3:])
+     "collectives": collectives, "nccl": nccl}[scenario](out, *sys.argv[3:])

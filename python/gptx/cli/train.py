@@ -245,7 +245,7 @@ def run(args) -> int:
             print(f"gptx train: error: {e}", file=sys.stderr)
             return 1
         if dist.world_size() > 1 and args.device == "cuda":
-            args.device = dist.nccl_comm("cuda").device
+            args.device = dist.nccl_comm("cuda").device_name  # one GPU per rank
     quiet = dist.rank() != 0
     stdout = sys.stdout
     if quiet:
