@@ -20,7 +20,7 @@ from gptx._fileio import atomic_write_bytes
 from gptx._host import host_copy
 from gptx.checkpoint import clean_stale_temp, load_checkpoint, save_checkpoint
 from gptx.model import IGNORE_INDEX
-from gptx.distributed.data_parallel import DataParallel
+from gptx.distributed.data_parallel import DataParallel, check_same_job
 from gptx.distributed.zero import ZeroAdamW
 from gptx.optim import AdamW, clip_coefficient, lr_schedule
 
@@ -454,6 +454,8 @@ class Trainer:
         _load_data_state(self.val_data, st.get("val_data"), "validation")
         self.last_loss, self.val_loss = st.get("loss"), st.get("val_loss")
         self._saved_step = self.step
+        if self.dp is not None:
+            check_same_job(self)  # every rank resumed the same checkpoint
         if self.cfg.out_dir is not None and self.main:
             clean_stale_temp(self.cfg.out_dir)  # what killed saves of this run left behind
         if self.main:

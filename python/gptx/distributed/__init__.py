@@ -27,13 +27,25 @@ def init(device: str | None = None):
     """Join the job (MPI_Init through mpi4py) and return the process group; calling it again returns the same group.
 
     device "cuda" / "cuda:N" also makes the NCCL communicator for CUDA tensors (its id is broadcast over MPI); "cuda"
-    picks the GPU local_rank() % (visible GPUs): one rank per GPU. Raises ImportError when mpi4py is missing."""
+    picks the GPU local_rank() % (visible GPUs): one rank per GPU. Raises ImportError when mpi4py is missing.
+
+    With several ranks on one node, each rank's CPU threads default to the node's cores divided by its ranks (unless
+    OMP_NUM_THREADS says otherwise): N ranks of all-cores thread pools would fight over the same cores."""
     global _group
     if _group is None:
+        import os
+
+        from gptx import _core
         from gptx.distributed._comm import Group, install_excepthook
 
         _group = Group()
         install_excepthook(_group)
+        if _group.local_size > 1 and "OMP_NUM_THREADS" not in os.environ:
+            try:
+                cores = len(os.sched_getaffinity(0))
+            except AttributeError:
+                cores = os.cpu_count() or 1
+            _core.set_num_threads(max(1, cores // _group.local_size))
     if device is not None and str(device).startswith("cuda"):
         nccl_comm(device)
     return _group
@@ -169,7 +181,7 @@ def all_gather(t, out=None):
     the other dimensions must agree. Returns a new tensor, or `out`."""
     g = _g()
     a_shape = tuple(t.shape) if len(t.shape) else (1,)
-    sizes = g.comm.allgather(a_shape)
+    sizes = all_gather_object(a_shape)
     if any(s[1:] != a_shape[1:] for s in sizes):
         raise ValueError(f"gptx.distributed.all_gather: ranks hold shapes {sizes}; all but the first dimension must "
                          f"agree")

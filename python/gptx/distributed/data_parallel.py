@@ -69,7 +69,12 @@ class DataParallel:
         out.copy_(np.array(math.sqrt(total) if math.isfinite(total) else math.nan, dtype=np.float32))
 
     def take_comm_s(self) -> float:
+        """Seconds this step spent launching and waiting for collectives (the gradient sums, and under ZeRO-1 the
+        parameter all-gather)."""
         s, self.reducer.comm_s = self.reducer.comm_s, 0.0
+        opt = self.trainer.opt
+        if hasattr(opt, "comm_s"):
+            s, opt.comm_s = s + opt.comm_s, 0.0
         return s
 
     def barrier(self):

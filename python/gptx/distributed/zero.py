@@ -4,6 +4,7 @@ gradients (the reduce-scatter of GradReducer), and the updated shards are all-ga
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
 
@@ -37,6 +38,7 @@ class ZeroAdamW:
                    if min(b, self.hi) > max(a, self.lo)]
         self.decay_ranges = np.array(clipped, dtype=np.int64).reshape(-1, 2)
         self.step_count = 0
+        self.comm_s = 0.0  # seconds spent in the parameter all-gather (read and reset by the Trainer)
 
     def step(self, lr=None, grad_scale=1.0, norm=None, max_norm=0.0, norm_scale=1.0):
         """Update this rank's shard (see AdamW.step for the arguments; `norm` must be the global norm), then gather
@@ -50,15 +52,21 @@ class ZeroAdamW:
                            beta2=self.betas[1], eps=self.eps, weight_decay=self.weight_decay,
                            decay_ranges=self.decay_ranges, step=self.step_count, grad_scale=grad_scale, norm=norm,
                            max_norm=max_norm or 0.0, norm_scale=norm_scale)
+        t0 = time.perf_counter()
         dist.all_gather_into(self.pbuf, self.counts)
+        self.comm_s += time.perf_counter() - t0
 
     def hparams(self):
         return {"lr": self.lr, "betas": list(self.betas), "eps": self.eps, "weight_decay": self.weight_decay}
 
     def memory_bytes(self) -> int:
-        """Bytes of optimizer state this rank holds: its shard of the two moments (the gradient shard the
-        reduce-scatter fills is counted too)."""
-        return int(self.m.nbytes + self.v.nbytes + self.grad_shard.nbytes)
+        """Bytes of optimizer state this rank holds: its shard of the two moments. (The reduce-scatter also needs
+        grad_shard, one more shard-sized buffer: shard_buffer_bytes.)"""
+        return int(self.m.nbytes + self.v.nbytes)
+
+    @property
+    def shard_buffer_bytes(self) -> int:
+        return int(self.grad_shard.nbytes)
 
     # ---- checkpoints: one whole state whatever N -------------------------------------------------------------------
     def state_dict(self):
