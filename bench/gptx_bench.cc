@@ -335,7 +335,10 @@ gptx::Device checked_device(const std::string& text) {
         const gptx::Device d = gptx::Device::parse(text);
         if (on_cuda(d)) gptx::cuda::require_device(d, ("--device " + text).c_str());
         return d;
-    } catch (const gptx::Error& e) {
+    } catch (const gptx::Error& e) {  // an unknown device name
+        std::fprintf(stderr, "gptx-bench: %s\n", e.what());
+        std::exit(2);
+    } catch (const gptx::CudaError& e) {  // no CUDA in this build, or no such device
         std::fprintf(stderr, "gptx-bench: %s\n", e.what());
         std::exit(2);
     }

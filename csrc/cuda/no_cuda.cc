@@ -18,7 +18,8 @@ int cuda_device_count() { return 0; }
 namespace cuda {
 namespace {
 [[noreturn]] void unavailable(const char* what) {
-    throw TypeError(std::string(what) + ": this build of gptx has no CUDA backend (rebuild with GPTX_CUDA=ON)");
+    // RuntimeError in Python, like an absent device in a CUDA build and like gptx.GPT(device="cuda").
+    throw CudaError(std::string(what) + ": this build of gptx has no CUDA backend (rebuild with GPTX_CUDA=ON)");
 }
 }  // namespace
 

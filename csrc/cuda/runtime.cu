@@ -23,7 +23,8 @@ void throw_cuda_error(cudaError_t err, const char* what, const char* file, int l
 void require_device(const Device& device, const char* what) {
     const int n = cuda_device_count();
     if (device.kind != Device::Kind::cuda || device.index < 0 || device.index >= n)
-        throw TypeError(std::string(what) + ": device " + device.str() + " is not available (" + std::to_string(n) +
+        // Not an argument of the wrong kind but hardware that is absent: RuntimeError, as gptx.GPT(device=) raises.
+        throw CudaError(std::string(what) + ": device " + device.str() + " is not available (" + std::to_string(n) +
                         " CUDA device" + (n == 1 ? "" : "s") + " visible)");
 }
 

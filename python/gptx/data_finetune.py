@@ -57,14 +57,16 @@ def _unpack(pair, i: int) -> tuple[str, str]:
     return prompt, completion
 
 
-def encode_pairs(pairs, tokenizer, block_size: int, too_long: str = "truncate") -> list[tuple[np.ndarray, np.ndarray]]:
+def encode_pairs(pairs, tokenizer, block_size: int, too_long: str = "truncate",
+                 counts: dict | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
     """Encode (prompt, completion) pairs into (x, y) int32 examples of length <= block_size.
 
     The sequence is prompt + completion (+ the end-of-text token when the tokenizer has one, so the model learns to
     stop); x = seq[:-1], y = seq[1:] with y = -100 wherever the next token is still part of the prompt, so only the
     completion (and its end token) is learned. An empty prompt starts with the end-of-text token instead.
     Longer sequences: too_long="truncate" drops prompt tokens from the left (keeping at least one) and then cuts
-    the completion's end; "skip" leaves the example out; "error" raises.
+    the completion's end; "skip" leaves the example out; "error" raises. `counts`, when given, receives how many
+    examples were "truncated" and "skipped", so callers can report them (nothing is cut silently).
     """
     if too_long not in TOO_LONG:
         raise ValueError(f"too_long must be one of {TOO_LONG}, got {too_long!r}")
@@ -72,6 +74,10 @@ def encode_pairs(pairs, tokenizer, block_size: int, too_long: str = "truncate") 
         raise ValueError(f"block_size must be positive, got {block_size}")
     eot = tokenizer.eot_token
     examples = []
+    tally = {"truncated": 0, "skipped": 0}
+    if counts is not None:
+        counts.update(tally)
+        tally = counts
     for i, pair in enumerate(pairs):
         prompt, completion = _unpack(pair, i)
         p = list(tokenizer.encode(prompt))
@@ -88,7 +94,9 @@ def encode_pairs(pairs, tokenizer, block_size: int, too_long: str = "truncate") 
                 raise ValueError(f"example {i}: {len(p)} prompt + {len(c)} completion tokens exceed "
                                  f"block_size + 1 = {block_size + 1}")
             if too_long == "skip":
+                tally["skipped"] += 1
                 continue
+            tally["truncated"] += 1
             p = p[-max(1, block_size + 1 - len(c)):]
         seq = np.asarray((p + c)[:block_size + 1], dtype=np.int32)
         x = seq[:-1].copy()

@@ -49,7 +49,10 @@ class TrainConfig:
     threads: int | None = None     # gptx.set_num_threads for the run; None keeps the current setting
     max_seconds: float | None = None  # wall-time cap: stop (and checkpoint) after this many seconds of training
     keep_checkpoints: int = 2      # checkpoints kept in out_dir; 0 keeps all
-    progress: bool = True          # tqdm progress bar on stderr
+    progress: bool = True          # tqdm progress bar on stderr when it is a terminal (plain log lines otherwise)
+    # Length of the warmup + cosine schedule; None: `steps`. A run extended on resume either keeps its original
+    # schedule (steps beyond it run at the final learning rate) or stretches the cosine to the new total.
+    schedule_steps: int | None = None
     zero: int = 0                  # 1: ZeRO-1, the optimizer state split over the ranks (with gptx.distributed)
     bucket_mb: float = 25.0        # gradients averaged over ranks in buckets of at least this many MB of whole blocks
 
@@ -61,6 +64,10 @@ class TrainConfig:
         if self.lr <= 0 or not math.isfinite(self.lr):
             raise ValueError(f"TrainConfig.lr must be a positive number, got {self.lr}")
         _check_fields(self)
+
+    @property
+    def schedule_length(self) -> int:
+        return self.steps if self.schedule_steps is None else self.schedule_steps
 
     @property
     def final_lr(self) -> float:
@@ -101,12 +108,44 @@ def _check_fields(cfg: "TrainConfig") -> None:
         raise ValueError(f"TrainConfig.eps must be a positive number, got {cfg.eps!r}")
     if cfg.threads is not None and (isinstance(cfg.threads, bool) or int(cfg.threads) < 1):
         raise ValueError(f"TrainConfig.threads must be None or >= 1, got {cfg.threads!r}")
+    if cfg.schedule_steps is not None and (isinstance(cfg.schedule_steps, bool) or
+                                           not isinstance(cfg.schedule_steps, (int, np.integer)) or
+                                           cfg.schedule_steps < 0):
+        raise ValueError(f"TrainConfig.schedule_steps must be None or an integer >= 0, got {cfg.schedule_steps!r}")
     if cfg.max_seconds is not None and not (cfg.max_seconds >= 0):  # NaN fails too
         raise ValueError(f"TrainConfig.max_seconds must be None or a number >= 0, got {cfg.max_seconds!r}")
     if cfg.zero not in (0, 1) or isinstance(cfg.zero, bool):
         raise ValueError(f"TrainConfig.zero must be 0 or 1 (ZeRO-1), got {cfg.zero!r}")
     if not (math.isfinite(cfg.bucket_mb) and cfg.bucket_mb > 0):
         raise ValueError(f"TrainConfig.bucket_mb must be a positive number, got {cfg.bucket_mb!r}")
+
+
+# The run-time estimate is printed when the rest of the run takes at least this long, and after the first step
+# already when that step took this long (a GPT-2-sized model on a CPU).
+ESTIMATE_MIN_S = 60.0
+ESTIMATE_FIRST_STEP_S = 5.0
+
+
+class _StepAbandoned(BaseException):
+    """Raised by the first Ctrl-C inside the part of a step that can be given up (BaseException: no `except
+    Exception` in a user's data loader swallows it)."""
+
+
+def _isatty(stream) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # replaced or closed stream
+        return False
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 3 * 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
 
 
 def _data_state(data):
@@ -129,8 +168,15 @@ class Trainer:
     batch_size rows of the global batch of world_size * batch_size rows (the batch one process with that micro-batch
     would draw), gradients are summed over the ranks during backward, and only rank 0 prints, logs and writes."""
 
-    def __init__(self, model, config: TrainConfig, train_data, val_data=None, tokenizer=None, extra_state=None):
+    def __init__(self, model, config: TrainConfig, train_data, val_data=None, tokenizer=None, extra_state=None,
+                 callbacks=()):
         self.model = model
+        # Each is called with every log record (a dict: a training step's, or {"step", "val_loss"}), e.g.
+        # gptx.callbacks.TensorBoard(dir); log.jsonl is written whether or not there are any.
+        self.callbacks = list(callbacks)
+        for cb in self.callbacks:
+            if not callable(cb):
+                raise TypeError(f"Trainer: callbacks must be callables taking a log record, got {cb!r}")
         self.cfg = config
         self.train_data = train_data
         self.val_data = val_data
@@ -158,8 +204,10 @@ class Trainer:
         self._saved_step = None
         self._evaluated_step = None
         self._interrupted = False
+        self._abandonable = False
         self._bar = None
         self._stat_views = None
+        self._plot_notice = False
         if self.dp is not None:
             self.dp.attach(self)
 
@@ -177,19 +225,32 @@ class Trainer:
         """One optimizer step over grad_accum micro-batches; returns its log record."""
         cfg, model = self.cfg, self.model
         t0 = time.perf_counter()
-        lr = lr_schedule(self.step, cfg.steps, cfg.lr, cfg.warmup, cfg.final_lr)
+        lr = lr_schedule(self.step, cfg.schedule_length, cfg.lr, cfg.warmup, cfg.final_lr)
         model.zero_grad()
         G, dp = cfg.grad_accum, self.dp
         stats, slots = self._stats()
         tokens, empty = 0, False
-        for i in range(G):
-            x, y = self._batch()
-            model.forward_loss(x, y, out=slots[i])  # written on the device, not read here
-            # adds into model.grads: the sum of the micro-batch mean gradients; on the last micro-batch of a
-            # data-parallel step each finished bucket of gradients starts its sum over the ranks at once
-            model.backward(dp.reducer.layer_done) if dp is not None and i == G - 1 else model.backward()
-            tokens += x.size * self.world
-            empty = empty or not np.any(np.asarray(y) != IGNORE_INDEX)
+        # Until the update, a step changes only the gradients, the batch RNG and the data cursor: an interrupt in
+        # that part abandons the step (those two are put back) instead of waiting for a long step to end. Not with
+        # several ranks: the others would wait for this one in the gradient sums; they all stop after the step.
+        rng_before, data_before = self.rng.bit_generator.state, _data_state(self.train_data)
+        self._abandonable = dp is None
+        try:
+            for i in range(G):
+                x, y = self._batch()
+                model.forward_loss(x, y, out=slots[i])  # written on the device, not read here
+                # adds into model.grads: the sum of the micro-batch mean gradients; on the last micro-batch of a
+                # data-parallel step each finished bucket of gradients starts its sum over the ranks at once
+                model.backward(dp.reducer.layer_done) if dp is not None and i == G - 1 else model.backward()
+                tokens += x.size * self.world
+                empty = empty or not np.any(np.asarray(y) != IGNORE_INDEX)
+        except _StepAbandoned:
+            self.rng.bit_generator.state = rng_before
+            _load_data_state(self.train_data, data_before, "training")
+            model.zero_grad()
+            raise
+        finally:
+            self._abandonable = False
         if dp is not None:
             dp.reducer.finish()
             empty = dp.any(empty)
@@ -280,10 +341,17 @@ class Trainer:
         self._interrupted = False
         self._open_progress(stop)
         previous_handler = self._catch_interrupt()
+        step_times = []
         try:
             while self.step < stop and not self._interrupted:
-                rec = self.train_step()
+                try:
+                    rec = self.train_step()
+                except _StepAbandoned:
+                    self._say(f"interrupted during step {self.step + 1}: that step is abandoned")
+                    break
                 rec["elapsed_s"] = time.perf_counter() - start
+                step_times.append(rec["step_s"])
+                self._estimate(step_times, stop)
                 self._log(rec)
                 if self._bar is not None:
                     self._bar.update(1)
@@ -314,6 +382,9 @@ class Trainer:
                 self.save()
         finally:
             self._close_progress()
+            for cb in self.callbacks:  # e.g. TensorBoard: its events on disk when fit returns
+                if hasattr(cb, "flush"):
+                    cb.flush()
             gptx.set_num_threads(threads_before)
             if previous_handler is not None:
                 signal.signal(signal.SIGINT, previous_handler)
@@ -324,8 +395,9 @@ class Trainer:
                 "steps_run": self.step - start_step, "timed_out": timed_out, "interrupted": self._interrupted}
 
     def _catch_interrupt(self):
-        """First Ctrl-C: finish the current step, then evaluate and checkpoint (a step cut half way would leave the
-        parameters half updated). The second one interrupts at once. Returns the handler to restore, or None."""
+        """First Ctrl-C: abandon the step in flight if its update has not started (else let the update finish: a
+        step cut half way would leave the parameters half updated), then evaluate and checkpoint. The second one
+        interrupts at once. Returns the handler to restore, or None."""
         if threading.current_thread() is not threading.main_thread():
             return None
         previous = signal.getsignal(signal.SIGINT)
@@ -335,6 +407,8 @@ class Trainer:
         def handler(signum, frame):
             self._interrupted = True
             signal.signal(signal.SIGINT, previous)
+            if self._abandonable:  # before the update: give the step up now rather than after minutes
+                raise _StepAbandoned()
 
         signal.signal(signal.SIGINT, handler)
         return previous
@@ -349,7 +423,8 @@ class Trainer:
     # ---- output ---------------------------------------------------------------------------------------------
     def _open_progress(self, stop):
         self._bar = None
-        if self.cfg.progress and self.step < stop and self.main:
+        # A bar's carriage-return frames would fill a redirected log: only on a terminal, and only on rank 0.
+        if self.cfg.progress and self.step < stop and _isatty(sys.stderr) and self.main:
             from tqdm import tqdm
 
             self._bar = tqdm(total=stop, initial=self.step, desc="train", unit="step", file=sys.stderr,
@@ -359,6 +434,20 @@ class Trainer:
         if self._bar is not None:
             self._bar.close()
             self._bar = None
+
+    def _estimate(self, step_times, stop):
+        """Once per fit, the measured time per step and what the rest of the run will take: after the third step
+        (the first one includes warm-up), or at once when the first step alone took long."""
+        n = len(step_times)
+        if n not in (1, 3) or (n == 1 and step_times[0] < ESTIMATE_FIRST_STEP_S):
+            return
+        if n == 3 and step_times[0] >= ESTIMATE_FIRST_STEP_S:
+            return  # already said after the first step
+        per_step = float(np.median(step_times[1:] if n > 1 else step_times))
+        left = stop - self.step
+        if left > 0 and per_step * left >= ESTIMATE_MIN_S:
+            self._say(f"{per_step:.3g} s per step: the remaining {left} steps take about {_duration(per_step * left)}"
+                      f" (Ctrl-C stops and checkpoints)")
 
     def _say(self, line):
         if not self.main:
@@ -372,7 +461,7 @@ class Trainer:
     def log_path(self) -> Path | None:
         return None if self.cfg.out_dir is None else Path(self.cfg.out_dir) / "log.jsonl"
 
-    def _log(self, rec):
+    def _write_log(self, rec):
         path = self.log_path
         if path is None or not self.main:
             return
@@ -380,14 +469,25 @@ class Trainer:
         with open(path, "a", encoding="utf-8") as f:
             f.write(json.dumps(rec) + "\n")
 
+    def _log(self, rec):
+        self._write_log(rec)
+        if not self.main:  # the ranks' records are the same (losses are averaged over them): rank 0 reports
+            return
+        for cb in self.callbacks:
+            cb(dict(rec))
+
     def plot(self) -> Path | None:
-        """out_dir/loss.png from log.jsonl when matplotlib is installed (silently nothing otherwise)."""
+        """out_dir/loss.png from log.jsonl when matplotlib is installed (otherwise a one-line notice, once)."""
         path = self.log_path
         if path is None or not path.exists():
             return None
         try:
             from matplotlib.figure import Figure  # no pyplot: leaves the caller's backend and figures alone
-        except Exception:
+        except ImportError:
+            if not self._plot_notice:
+                self._plot_notice = True
+                self._say("loss.png not drawn: matplotlib is not installed (pip install matplotlib); the losses are "
+                          f"in {path}")
             return None
         train, val = [], []
         for line in path.read_text(encoding="utf-8").splitlines():
@@ -491,6 +591,10 @@ class Trainer:
         model = GPT._uninitialized(GPTConfig.from_dict(ck.config), device, dtype)  # restore() loads the weights
         cfg = TrainConfig.from_dict(ck.state["train_config"])
         overrides.setdefault("out_dir", str(Path(ck.path).parent))
+        # A new total keeps the schedule the run was started with unless the caller says otherwise
+        # (schedule_steps=the new total stretches the cosine to it: a warm restart).
+        if "steps" in overrides and "schedule_steps" not in overrides:
+            overrides["schedule_steps"] = cfg.schedule_length
         saved_world, world = int(ck.state.get("world_size", 1)), _dist.world_size()
         if not _dist.is_initialized():
             overrides.setdefault("zero", 0)  # ZeRO-1 describes how a run was spread over ranks, not the run itself

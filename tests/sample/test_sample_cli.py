@@ -94,3 +94,12 @@ def test_sample_from_hugging_face_directory(tmp_path):
     tok = Tokenizer.gpt2()
     ids = [t for t in m.generate(tok.encode("Hello"), 6, seed=2, stop=[tok.eot_token]) if t != tok.eot_token]
     assert out == "Hello" + tok.decode(ids) + "\n"
+
+
+def test_a_prompt_that_fills_the_context_names_the_prompt(run_dir):
+    d, _ = run_dir
+    rc, out, err = gptx("sample", d, "--prompt", "x" * 40)  # 40 tokens, context 32, --max-new-tokens not given
+    assert rc == 1 and not out
+    assert "the prompt is 40 tokens" in err and "--max-new-tokens (" not in err and "--sliding-window" in err
+    rc, out, err = gptx("sample", d, "--prompt", "x" * 20, "--max-new-tokens", 20)
+    assert rc == 1 and "--max-new-tokens (20)" in err

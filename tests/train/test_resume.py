@@ -85,16 +85,30 @@ def test_resume_from_an_earlier_checkpoint(tmp_path):
     assert train_losses(tmp_path / "a") == train_losses(tmp_path / "c")
 
 
-def test_extending_a_finished_run(tmp_path):
-    """`steps` is the total: a finished N-step run extended to 2N equals a 2N run when warmup covers the first N
-    (the cosine decay depends on the total, the warmup does not)."""
+def test_extending_a_finished_run_with_a_stretched_schedule(tmp_path):
+    """`steps` is the total: a finished N-step run extended to 2N with its schedule stretched to 2N (a warm restart)
+    equals a 2N run when warmup covers the first N (the cosine decay depends on the total, the warmup does not)."""
     straight = Trainer(GPT(GPTConfig(**SHAPE), seed=5), config(tmp_path / "a", warmup=N), *datasets())
     straight.fit()
     short = Trainer(GPT(GPTConfig(**SHAPE), seed=5), config(tmp_path / "b", warmup=N, steps=N), *datasets())
     short.fit()
-    resumed = Trainer.resume(tmp_path / "b", *datasets(), steps=2 * N)
+    resumed = Trainer.resume(tmp_path / "b", *datasets(), steps=2 * N, schedule_steps=2 * N)
     resumed.fit()
     assert_same_state(straight, resumed)
+
+
+def test_extending_a_finished_run_keeps_its_schedule_by_default(tmp_path):
+    """Without schedule_steps the added steps run at the final learning rate of the original schedule."""
+    short = Trainer(GPT(GPTConfig(**SHAPE), seed=5), config(tmp_path / "b", warmup=1, steps=N), *datasets())
+    short.fit()
+    resumed = Trainer.resume(tmp_path / "b", *datasets(), steps=2 * N)
+    assert resumed.cfg.schedule_length == N
+    resumed.fit()
+    records = [json.loads(line) for line in (tmp_path / "b" / "log.jsonl").read_text().splitlines()]
+    lrs = {r["step"]: r["lr"] for r in records if "lr" in r}
+    assert sorted(lrs) == list(range(1, 2 * N + 1))
+    assert all(lrs[s] == resumed.cfg.final_lr for s in range(N + 1, 2 * N + 1))
+    assert lrs[1] > lrs[N]  # the first N steps followed the original warmup + cosine
 
 
 def test_resume_rejects_a_different_model(tmp_path):
@@ -116,12 +130,14 @@ def _cli(*args, cwd):
 
 
 def test_cli_resume_is_bitwise(tmp_path):
+    """A 4-step run resumed to 8 with the schedule stretched (warmup covers the first 4 steps) is bit for bit the
+    8-step run."""
     tiny = ["--preset", "shakespeare", "--n-layer", "1", "--n-head", "2", "--n-embd", "32", "--block-size", "32",
             "--batch-size", "4", "--warmup", "4", "--eval-every", "3", "--eval-batches", "1", "--threads", "2",
             "--seed", "3", "--no-progress"]
     _cli(*tiny, "--steps", "4", "--out", "half", cwd=tmp_path)
-    out = _cli("--resume", "half", "--steps", "8", cwd=tmp_path)
-    assert "resuming" in out and "step 8" in out
+    out = _cli("--resume", "half", "--steps", "8", "--schedule", "restart", cwd=tmp_path)
+    assert "resuming" in out and "step 8" in out and "stretched to 8 steps" in out
     _cli(*tiny, "--steps", "8", "--out", "full", cwd=tmp_path)
     a, b = load_checkpoint(tmp_path / "half"), load_checkpoint(tmp_path / "full")
     assert a.step == b.step == 8
@@ -131,3 +147,12 @@ def test_cli_resume_is_bitwise(tmp_path):
         assert np.array_equal(a.optimizer["v"][name], b.optimizer["v"][name]), name
     assert a.state["rng"] == b.state["rng"]
     assert train_losses(tmp_path / "half") == train_losses(tmp_path / "full")
+
+
+def test_cli_resume_says_which_schedule_it_keeps(tmp_path):
+    tiny = ["--preset", "shakespeare", "--n-layer", "1", "--n-head", "2", "--n-embd", "16", "--block-size", "16",
+            "--batch-size", "2", "--warmup", "1", "--eval-every", "0", "--eval-batches", "1", "--threads", "1",
+            "--no-progress"]
+    _cli(*tiny, "--steps", "2", "--out", "run", cwd=tmp_path)
+    out = _cli("--resume", "run", "--steps", "4", cwd=tmp_path)
+    assert "steps 3-4 run at the final learning rate" in out and "--schedule restart" in out

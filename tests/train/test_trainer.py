@@ -1,5 +1,6 @@
 """Trainer: a short real run on Shakespeare learns, logs parse, evaluation is repeatable, limits and errors hold."""
 import collections
+import dataclasses
 import json
 import math
 
@@ -69,7 +70,10 @@ def test_time_limit_stops_and_checkpoints(tmp_path):
     assert (tmp_path / "step-000001").is_dir()
 
 
-def test_ctrl_c_finishes_the_step_then_saves(tmp_path):
+@pytest.mark.parametrize("grad_accum", [1, 3])
+def test_ctrl_c_abandons_the_step_in_flight_then_saves(tmp_path, grad_accum):
+    """The first Ctrl-C during a step's forward/backward gives that step up at once (between two native calls, not
+    after the step) and checkpoints the last complete step; resuming from it is bit for bit the uninterrupted run."""
     import os
     import signal
 
@@ -80,16 +84,32 @@ def test_ctrl_c_finishes_the_step_then_saves(tmp_path):
 
         def get_batch(self, *args):
             Interrupting.calls += 1
-            if Interrupting.calls == 3:
-                os.kill(os.getpid(), signal.SIGINT)  # arrives in the middle of step 3
+            if Interrupting.calls == 2 * grad_accum + min(grad_accum, 2):
+                os.kill(os.getpid(), signal.SIGINT)  # in step 3 (with 3 micro-batches: in its second one)
             return train.get_batch(*args)
 
+        def state_dict(self):
+            return train.state_dict()
+
+        def load_state_dict(self, st):
+            train.load_state_dict(st)
+
     before = signal.getsignal(signal.SIGINT)
-    cfg = TrainConfig(steps=50, batch_size=2, block_size=16, out_dir=str(tmp_path), progress=False, log_every=0)
-    summary = Trainer(GPT(GPTConfig(**SHAPE)), cfg, Interrupting(), val).fit()
-    assert summary["interrupted"] and summary["step"] == 3
-    assert (tmp_path / "step-000003").is_dir()
+    cfg = TrainConfig(steps=4, batch_size=2, block_size=16, grad_accum=grad_accum, out_dir=str(tmp_path / "cut"),
+                      progress=False, log_every=0, eval_every=0, warmup=1)
+    summary = Trainer(GPT(GPTConfig(**SHAPE), seed=1), cfg, Interrupting(), val).fit()
+    assert summary["interrupted"] and summary["step"] == 2
+    assert (tmp_path / "cut" / "step-000002").is_dir() and not (tmp_path / "cut" / "step-000003").exists()
     assert signal.getsignal(signal.SIGINT) is before
+
+    fresh_train, fresh_val = shakespeare(20_000)
+    resumed = Trainer.resume(tmp_path / "cut", fresh_train, fresh_val)
+    resumed.fit()
+    t2, v2 = shakespeare(20_000)
+    straight = Trainer(GPT(GPTConfig(**SHAPE), seed=1), dataclasses.replace(cfg, out_dir=None), t2, v2)
+    straight.fit()
+    for name, p in straight.model.named_parameters():
+        assert np.array_equal(np.asarray(p), np.asarray(dict(resumed.model.named_parameters())[name])), name
 
 
 def test_finetune_pairs_train():

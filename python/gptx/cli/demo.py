@@ -11,6 +11,12 @@ from gptx.cli._numbers import integer, number
 
 # Margin kept out of the time budget for evaluation, the final checkpoint and sampling: a few % of a 3-minute run.
 BUDGET_SHARE = 0.9
+# Fractions of the planned steps after which the step count is planned again from the real steps' pace (the probe
+# before training times a few passes; a busy machine can be several times slower over minutes), so the schedule's
+# cosine ends inside the budget instead of being cut by the time limit. Changes under 10% are ignored.
+REPLAN_AT = (0.1, 0.4)
+REPLAN_MIN_CHANGE = 0.1
+MAX_STEPS = 5000
 
 
 def add_parser(sub):
@@ -47,6 +53,31 @@ def _time_step(model, train, cfg, rng) -> float:
     return float(np.median(times[1:])) * cfg.grad_accum * 1.05
 
 
+def _fit_within(trainer, budget: float) -> dict:
+    """trainer.fit(), pausing at REPLAN_AT of the plan to fit the step count to the measured pace."""
+    cfg = trainer.cfg
+    t0 = time.perf_counter()
+    for share in REPLAN_AT:
+        until = int(cfg.steps * share)
+        if until <= trainer.step or until >= cfg.steps:
+            continue
+        cfg.max_seconds = max(0.0, budget - (time.perf_counter() - t0))
+        summary = trainer.fit(until=until)
+        if summary["interrupted"] or summary["timed_out"]:
+            return summary
+        elapsed = time.perf_counter() - t0
+        per_step = elapsed / trainer.step
+        planned = int(min(MAX_STEPS, trainer.step + (budget * BUDGET_SHARE - elapsed) / per_step))
+        planned = max(trainer.step + 1, planned)
+        if abs(planned - cfg.steps) > REPLAN_MIN_CHANGE * cfg.steps:
+            print(f"re-planned from the pace so far ({per_step:.3f} s per step): {planned} steps instead of "
+                  f"{cfg.steps}", flush=True)
+            cfg.steps = planned
+            cfg.eval_every = max(1, planned // 5)
+    cfg.max_seconds = max(0.0, budget - (time.perf_counter() - t0))
+    return trainer.fit()
+
+
 def run(args) -> int:
     import gptx
     from gptx.cli.train import PRESETS, build_data
@@ -77,7 +108,7 @@ def run(args) -> int:
         steps = max(1, args.steps)
     else:
         per_step = _time_step(model, train, probe, np.random.default_rng(args.seed + 1))
-        steps = int(min(5000, max(10, budget * BUDGET_SHARE / per_step)))
+        steps = int(min(MAX_STEPS, max(10, budget * BUDGET_SHARE / per_step)))
         print(f"one step takes ~{per_step:.2f} s: training {steps} steps (budget {args.minutes:g} min)", flush=True)
     settings.update(steps=steps, warmup=min(settings["warmup"], max(1, steps // 10)),
                     eval_every=max(1, steps // 5), log_every=max(1, min(settings["log_every"], steps // 10)))
@@ -87,7 +118,7 @@ def run(args) -> int:
                                                                                "val_fraction": 0.1},
                                                                       "preset": "shakespeare"})
     t0 = time.perf_counter()
-    summary = trainer.fit()
+    summary = _fit_within(trainer, budget) if args.steps is None else trainer.fit()
     wall = time.perf_counter() - t0
     val_txt = f", val loss {summary['val_loss']:.3f}" if summary["val_loss"] is not None else ""
     print(f"\ntrained {summary['step']} steps in {wall:.0f} s: loss {summary['loss']:.3f}{val_txt} "

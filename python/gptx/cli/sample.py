@@ -39,6 +39,17 @@ def add_parser(sub):
     return p
 
 
+def _check_context(prompt_len: int, max_new_tokens, block: int) -> None:
+    """The context message names what the user gave: the prompt alone, or the prompt plus their --max-new-tokens."""
+    if max_new_tokens is None:
+        if prompt_len >= block:
+            raise ValueError(f"the prompt is {prompt_len} tokens, which leaves no room in the model's context "
+                             f"({block} tokens); shorten --prompt or pass --sliding-window")
+    elif prompt_len + max_new_tokens > block:
+        raise ValueError(f"the prompt ({prompt_len} tokens) + --max-new-tokens ({max_new_tokens}) exceeds the "
+                         f"model's context ({block} tokens); lower --max-new-tokens or pass --sliding-window")
+
+
 TOKENIZER_HELP = ("tokenizer to use instead of the one saved with the model: 'bytes', 'gpt2', or a folder/file "
                   "saved by Tokenizer.save or a Hugging Face tokenizer.json")
 
@@ -62,14 +73,13 @@ def run(args) -> int:
         else:
             prompt = [tok.eot_token] if tok.eot_token is not None else tok.encode("\n")
         block = model.config.block_size
-        if args.max_new_tokens is None:
-            args.max_new_tokens = 200 if args.sliding_window else max(0, min(200, block - len(prompt)))
         # Check the sampling settings before anything is printed.
         SamplingParams(args.temperature, args.top_k, args.top_p, args.min_p, args.repetition_penalty,
                        args.presence_penalty, args.frequency_penalty)
-        if not args.sliding_window and len(prompt) + args.max_new_tokens > block:
-            raise ValueError(f"the prompt ({len(prompt)} tokens) + --max-new-tokens ({args.max_new_tokens}) exceeds "
-                             f"the model's context ({block} tokens); lower --max-new-tokens or pass --sliding-window")
+        if not args.sliding_window:
+            _check_context(len(prompt), args.max_new_tokens, block)
+        if args.max_new_tokens is None:
+            args.max_new_tokens = 200 if args.sliding_window else min(200, block - len(prompt))
         stop = ([tok.eot_token] if tok.eot_token is not None else []) + list(args.stop or [])
         kw = dict(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, min_p=args.min_p,
                   repetition_penalty=args.repetition_penalty, presence_penalty=args.presence_penalty,

@@ -34,7 +34,8 @@ FINETUNE = dict(steps=200, batch_size=4, block_size=256, grad_accum=1, lr=1e-4, 
                 weight_decay=0.0, grad_clip=1.0, eval_every=50, eval_batches=8, ckpt_every=100, log_every=10)
 
 # flag dest -> TrainConfig field, for the flags that override training settings (None = not given)
-TRAIN_FLAGS = {"zero": "zero", "bucket_mb": "bucket_mb", "steps": "steps", "batch_size": "batch_size", "block_size": "block_size", "grad_accum": "grad_accum",
+TRAIN_FLAGS = {"zero": "zero", "bucket_mb": "bucket_mb",
+               "steps": "steps", "batch_size": "batch_size", "block_size": "block_size", "grad_accum": "grad_accum",
                "lr": "lr", "min_lr": "min_lr", "warmup": "warmup", "weight_decay": "weight_decay",
                "grad_clip": "grad_clip", "eval_every": "eval_every", "eval_batches": "eval_batches",
                "ckpt_every": "ckpt_every", "log_every": "log_every", "threads": "threads", "seed": "seed",
@@ -53,10 +54,17 @@ def add_parser(sub):
                      "prepare` (default: the bundled Tiny Shakespeare)")
     src.add_argument("--jsonl", metavar="FILE", help='fine-tuning pairs, one {"prompt": ..., "completion": ...} per '
                      "line; the loss covers only the completion")
+    src.add_argument("--too-long", choices=("truncate", "skip", "error"), default=None,
+                     help="--jsonl pairs longer than the context: cut the prompt's start (default; counted in the "
+                     "data line), skip the pair, or stop with an error")
     src.add_argument("--init", metavar="PATH", help="start from these weights: a gptx checkpoint (run folder or "
                      "step folder) or a Hugging Face GPT-2 folder (config.json + model.safetensors)")
     src.add_argument("--resume", metavar="DIR", help="continue the run in DIR (model, optimizer, step, RNG, data "
-                     "position); --steps is the new TOTAL, so after N steps `--steps 2N` runs N more")
+                     "position); --steps is the new TOTAL, so after N steps `--steps 2N` runs N more (see --schedule)")
+    src.add_argument("--schedule", choices=("continue", "restart"), default=None,
+                     help="with --resume and a larger --steps: 'continue' (default) keeps the run's learning-rate "
+                     "schedule, so the added steps run at the final rate; 'restart' stretches the cosine to the new "
+                     "total (the rate rises again: a warm restart)")
     src.add_argument("--tokenizer", metavar="bytes|gpt2|PATH", help="tokenizer for a new model (default: the "
                      "preset's; token shards bring their own)")
     src.add_argument("--val-fraction", type=number(0.0, 1.0, high_open=True), default=0.1, metavar="F",
@@ -65,8 +73,10 @@ def add_parser(sub):
         src.add_argument("--" + flag.replace("_", "-"), type=integer(1), metavar="N",
                          help=f"override the preset's {flag}")
     t = p.add_argument_group("training (defaults: the preset's)")
-    t.add_argument("--out", metavar="DIR", help="run folder: checkpoints, log.jsonl, loss.png "
-                   "(default: runs/<preset>, or the --resume folder)")
+    t.add_argument("--out", metavar="DIR", help="run folder: checkpoints, log.jsonl, loss.png when matplotlib is "
+                   "installed (default: runs/<preset>, or the --resume folder)")
+    t.add_argument("--tensorboard", action="store_true", help="also write the log as TensorBoard events into "
+                   "<out>/tensorboard (needs tensorboardX or torch's tensorboard writer)")
     t.add_argument("--overwrite", action="store_true", help="clear an existing run in --out first")
     t.add_argument("--steps", type=integer(0), metavar="N", help="total optimizer steps")
     t.add_argument("--batch-size", type=integer(1), metavar="B", help="sequences per micro-batch")
@@ -95,7 +105,8 @@ def add_parser(sub):
     d.add_argument("--bucket-mb", type=number(0.0, low_open=True), metavar="MB",
                    help="gradients are averaged in buckets of at least MB megabytes of whole blocks (default 25)")
     t.add_argument("--minutes", type=number(0.0), metavar="M", help="stop (and checkpoint) after M minutes")
-    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar (there is none unless stderr is a "
+                   "terminal: log lines then)")
     return p
 
 
@@ -115,11 +126,18 @@ def build_data(spec: dict, tokenizer, block_size: int, seed: int):
 
     kind, frac = spec["kind"], spec.get("val_fraction", 0.1)
     if kind == "jsonl":
-        examples = data.encode_pairs(data.load_jsonl_pairs(spec["path"]), tokenizer, block_size)
+        counts = {}
+        examples = data.encode_pairs(data.load_jsonl_pairs(spec["path"]), tokenizer, block_size,
+                                     too_long=spec.get("too_long", "truncate"), counts=counts)
+        if not examples:
+            raise ValueError(f"{spec['path']}: every pair is longer than the context ({block_size} tokens) and "
+                             f"--too-long skip left none")
         n_val = max(1, round(len(examples) * frac)) if len(examples) >= 2 and frac > 0 else 0
         train = data.FinetuneDataset(examples[: len(examples) - n_val], seed=seed)
         val = data.FinetuneDataset(examples[len(examples) - n_val:], seed=seed) if n_val else None
-        return train, val, f"{len(train)} train / {n_val} val prompt-completion pairs"
+        cut = "".join(f", {counts[k]} {k} (longer than {block_size} tokens)" for k in ("truncated", "skipped")
+                      if counts.get(k))
+        return train, val, f"{len(train)} train / {n_val} val prompt-completion pairs{cut}"
     if kind == "shards":
         train_tokens = data.load_shards(spec["path"], "train")
         val_tokens = data.load_shards(spec["path"], "val")
@@ -132,8 +150,14 @@ def build_data(spec: dict, tokenizer, block_size: int, seed: int):
 
 
 def data_spec(args) -> dict:
+    if args.jsonl and args.data:
+        raise ValueError("--jsonl and --data both name training data: give one of them")
     if args.jsonl:
-        return {"kind": "jsonl", "path": os.path.abspath(args.jsonl), "val_fraction": args.val_fraction}
+        return {"kind": "jsonl", "path": os.path.abspath(args.jsonl), "val_fraction": args.val_fraction,
+                "too_long": args.too_long or "truncate"}
+    if args.too_long:
+        raise ValueError("--too-long applies to --jsonl pairs (text and token shards are cut into blocks, never "
+                         "truncated)")
     if args.data is None:
         return {"kind": "shakespeare", "val_fraction": args.val_fraction}
     path = os.path.abspath(args.data)
@@ -279,7 +303,7 @@ def strip_flag(argv, flag) -> list:
 
 def _run(args) -> int:
     from gptx.checkpoint import LATEST, list_checkpoints, load_checkpoint
-    from gptx.trainer import Trainer
+    from gptx.trainer import TrainConfig, Trainer
 
     if args.resume:
         if args.init or any(getattr(args, f) is not None for f in MODEL_FLAGS):
@@ -287,7 +311,11 @@ def _run(args) -> int:
         ck = load_checkpoint(args.resume)
         st = ck.state
         extra = dict(st.get("extra") or {})
-        spec = data_spec(args) if (args.data or args.jsonl) else extra.get("data") or {"kind": "shakespeare"}
+        spec = data_spec(args) if (args.data or args.jsonl) else dict(extra.get("data") or {"kind": "shakespeare"})
+        if args.too_long and not (args.data or args.jsonl):
+            if spec["kind"] != "jsonl":
+                raise ValueError("--too-long applies to --jsonl pairs; this run trains on " + spec["kind"])
+            spec["too_long"] = args.too_long
         extra["data"] = spec
         tok_spec = args.tokenizer or ck.tokenizer_dir or st.get("tokenizer") or "bytes"
         tokenizer = load_tokenizer(tok_spec, ck.config.get("vocab_size"))
@@ -298,13 +326,26 @@ def _run(args) -> int:
             ov["out_dir"] = os.path.abspath(args.out)
         if "threads" not in ov and st.get("world_size", 1) > 1:
             ov["threads"] = None  # the ranks' share of the cores was for that launch, not for this one
+        if args.schedule == "restart":
+            if args.steps is None:
+                raise ValueError("--schedule restart stretches the schedule to a new total: give --steps")
+            ov["schedule_steps"] = args.steps
         cfg_seed = st["train_config"].get("seed", 0)
         block = ov.get("block_size", st["train_config"]["block_size"])
         train, val, desc = build_data(spec, tokenizer, block, cfg_seed)
         trainer = Trainer.resume(ck, train, val, tokenizer, device=args.device, dtype=args.dtype, **ov)
         trainer.extra_state = extra
         print(f"resuming {ck.path} at step {trainer.step} of {trainer.cfg.steps}")
+        sched = trainer.cfg.schedule_length
+        if trainer.cfg.steps > sched:
+            print(f"steps {sched + 1}-{trainer.cfg.steps} run at the final learning rate {trainer.cfg.final_lr:.2e}: "
+                  f"the schedule of {sched} steps is kept (--schedule continue; --schedule restart stretches it to "
+                  f"{trainer.cfg.steps} steps)")
+        elif sched != TrainConfig.from_dict(st["train_config"]).schedule_length:
+            print(f"the learning-rate schedule is stretched to {sched} steps (--schedule restart)")
     else:
+        if args.schedule:
+            raise ValueError("--schedule chooses how --resume extends a run; a new run's schedule spans --steps")
         model, cfg, tokenizer, spec, extra = _new_run(args)
         out = Path(cfg.out_dir)
         from gptx import distributed as dist
@@ -320,10 +361,14 @@ def _run(args) -> int:
                 clear_run(out)
         train, val, desc = build_data(spec, tokenizer, cfg.block_size, cfg.seed)
         trainer = Trainer(model, cfg, train, val, tokenizer, extra_state=extra)
-    cfg, model = trainer.cfg, trainer.model
-    print(f"model: {model!r}")
     from gptx import distributed as dist
 
+    if args.tensorboard and dist.rank() == 0:  # one writer, like log.jsonl
+        from gptx.callbacks import TensorBoard
+
+        trainer.callbacks.append(TensorBoard(os.path.join(trainer.cfg.out_dir, "tensorboard")))
+    cfg, model = trainer.cfg, trainer.model
+    print(f"model: {model!r}")
     world = dist.world_size()
     ranks = f"{world} ranks x " if world > 1 else ""
     zero = " | ZeRO-1" if cfg.zero else ""

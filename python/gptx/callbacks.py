@@ -1,0 +1,52 @@
+"""Trainer callbacks: objects called with each log record (Trainer(..., callbacks=[...])).
+
+A record is a dict: a training step's {"step", "loss", "lr", "grad_norm", "clip", "tokens_per_s", "step_s",
+"elapsed_s"} or an evaluation's {"step", "val_loss"}. Any callable taking one works; a `flush()` method, when
+present, is called when Trainer.fit returns.
+"""
+from __future__ import annotations
+
+import math
+import os
+
+# record key -> TensorBoard tag (the same names as log.jsonl, grouped as TensorBoard shows them)
+TAGS = {"loss": "train/loss", "val_loss": "val/loss", "lr": "train/lr", "grad_norm": "train/grad_norm",
+        "tokens_per_s": "perf/tokens_per_s", "step_s": "perf/step_s"}
+
+
+def _summary_writer():
+    """tensorboardX's SummaryWriter, else torch's (both write the same event files); an ImportError says which to
+    install."""
+    try:
+        from tensorboardX import SummaryWriter
+        return SummaryWriter
+    except ImportError:
+        pass
+    try:
+        from torch.utils.tensorboard import SummaryWriter  # needs the tensorboard package as well
+        return SummaryWriter
+    except ImportError:
+        raise ImportError("gptx.callbacks.TensorBoard needs a TensorBoard writer: pip install tensorboardX") from None
+
+
+class TensorBoard:
+    """Writes each record's numbers as TensorBoard scalars at its step, into log_dir (view with `tensorboard
+    --logdir`)."""
+
+    def __init__(self, log_dir, flush_secs: int = 30):
+        writer = _summary_writer()
+        self.log_dir = os.fspath(log_dir)
+        self._writer = writer(self.log_dir, flush_secs=flush_secs)
+
+    def __call__(self, record: dict) -> None:
+        step = int(record["step"])
+        for key, tag in TAGS.items():
+            value = record.get(key)
+            if isinstance(value, (int, float)) and math.isfinite(value):
+                self._writer.add_scalar(tag, float(value), step)
+
+    def flush(self) -> None:
+        self._writer.flush()
+
+    def close(self) -> None:
+        self._writer.close()
