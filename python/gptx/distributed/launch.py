@@ -40,7 +40,9 @@ def launch(gptx_args: list[str], n: int) -> int:
     except FileNotFoundError as e:
         print(f"gptx: error: {e}", file=sys.stderr)
         return 1
-    try:
-        return subprocess.call(cmd)
-    except KeyboardInterrupt:  # mpiexec forwards the signal to the ranks, which save and stop
-        return 130
+    child = subprocess.Popen(cmd)
+    while True:
+        try:
+            return child.wait()
+        except KeyboardInterrupt:  # the ranks got it too: they finish the step, save and stop; wait for that
+            continue

@@ -18,6 +18,13 @@ def rank_from_env() -> str:
     return "?"
 
 
+def _terminal_foreground() -> bool:
+    try:
+        return os.tcgetpgrp(sys.stdin.fileno()) == os.getpgrp()
+    except (OSError, ValueError, AttributeError):  # no terminal
+        return False
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if not argv:
@@ -25,8 +32,11 @@ def main(argv=None) -> int:
         return 2
     # close_fds=False: the rank talks to the launcher over descriptors it inherits (MPICH's PMI_FD)
     child = subprocess.Popen(argv, close_fds=False)
-    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2):
+    for s in (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2):
         signal.signal(s, lambda n, _f: child.send_signal(n))
+    # Ctrl-C in a terminal reaches the whole foreground process group, the rank included: forwarding it too would
+    # make it a second Ctrl-C (which aborts instead of saving). Forward it only when it came from the launcher.
+    signal.signal(signal.SIGINT, signal.SIG_IGN if _terminal_foreground() else lambda n, _f: child.send_signal(n))
     rc = child.wait()
     if rc < 0:
         name = signal.Signals(-rc).name
