@@ -347,15 +347,19 @@ class GPT:
         return loss
 
     # ------------------------------------------------------------------------------------------- backward
-    def backward(self, layer_done=None) -> None:
+    def backward(self, layer_done=None, denominator=None) -> None:
         """Add d(mean loss)/d(parameter) of the last forward(idx, targets) into self.grads.
+
+        denominator: average the loss over this many targets instead of the batch's own count of counted targets
+        (data parallelism: the global batch's count divided by the ranks, so that ranks whose rows hold different
+        numbers of ignored targets still add up to the mean over the whole global batch).
 
         layer_done(l), when given, is called as soon as the gradients of block l are final (l = n_layer - 1 down to 0;
         for the last block, ln_f's too), then layer_done(-1) once the embeddings' are: data parallelism starts
         averaging those parts of the flat gradient buffer while the rest of the backward pass runs
         (grad_layer_starts() gives where each block's gradients begin in the buffer)."""
         with self._lock:
-            self._backward(layer_done)
+            self._backward(layer_done, denominator)
 
     def grad_layer_starts(self) -> list[int]:
         """Element offset in the flat gradient buffer where each block's gradients begin (blocks are contiguous, in
@@ -365,7 +369,7 @@ class GPT:
             starts.append(min((t.data_ptr - self._g.flat.data_ptr) // 4 for t in layer.values()))
         return starts
 
-    def _backward(self, layer_done=None) -> None:
+    def _backward(self, layer_done=None, denominator=None) -> None:
         if not self._pending:
             raise RuntimeError("GPT.backward: call forward(idx, targets) first (one backward per forward)")
         if self._pending_thread != threading.get_ident():
@@ -380,9 +384,12 @@ class GPT:
         c, a, P, G = self.config, self._acts, self._c, self._g
         dres, dres3, dx, dx4, dqkv, dqkv5 = a.grad_scratch()
         # Loss -> logits: softmax - onehot, scaled by 1/count, written over the logits (no second (BT, Vp) buffer).
-        if a.dlosses_value != 1.0 / self._count:  # refilled only when the count changes (it rarely does)
-            a.dlosses.fill_(1.0 / self._count)
-            a.dlosses_value = 1.0 / self._count
+        if denominator is not None and not (denominator > 0 and math.isfinite(denominator)):
+            raise ValueError(f"GPT.backward: denominator must be a positive number, got {denominator!r}")
+        inv = 1.0 / (self._count if denominator is None else denominator)
+        if a.dlosses_value != inv:  # refilled only when the count changes (it rarely does)
+            a.dlosses.fill_(inv)
+            a.dlosses_value = inv
         ops.cross_entropy_backward(a.logits, a.ce_lse, a.targets, a.dlosses, V=c.vocab_size,
                                    ignore_index=IGNORE_INDEX, dlogits=a.logits)
         # dwte += dlogits^T @ lnf (padding columns of dlogits are 0, so padded rows stay 0); dlnf = dlogits @ wte.

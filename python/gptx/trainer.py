@@ -235,15 +235,24 @@ class Trainer:
         # several ranks: the others would wait for this one in the gradient sums; they all stop after the step.
         rng_before, data_before = self.rng.bit_generator.state, _data_state(self.train_data)
         self._abandonable = dp is None
+        counts = np.zeros((2, G))  # data parallel: targets counted in this rank's rows, and in the global batch
         try:
             for i in range(G):
                 x, y = self._batch()
                 model.forward_loss(x, y, out=slots[i])  # written on the device, not read here
-                # adds into model.grads: the sum of the micro-batch mean gradients; on the last micro-batch of a
-                # data-parallel step each finished bucket of gradients starts its sum over the ranks at once
-                model.backward(dp.reducer.layer_done) if dp is not None and i == G - 1 else model.backward()
+                if dp is None:
+                    model.backward()  # adds into model.grads: the sum of the micro-batch mean gradients
+                    empty = empty or not np.any(np.asarray(y) != IGNORE_INDEX)
+                else:
+                    # Each rank averages over the global micro-batch's count / N, so the sum over ranks divided
+                    # by N is the mean over the whole global micro-batch whatever each rank's rows hold. On the
+                    # last micro-batch each finished bucket of gradients starts its sum over the ranks at once.
+                    counts[0, i] = np.count_nonzero(np.asarray(y) != IGNORE_INDEX)
+                    counts[1, i] = dp.sum(counts[0, i:i + 1])[0]
+                    empty = empty or counts[1, i] == 0
+                    model.backward(dp.reducer.layer_done if i == G - 1 else None,
+                                   denominator=max(counts[1, i], 1) / self.world)
                 tokens += x.size * self.world
-                empty = empty or not np.any(np.asarray(y) != IGNORE_INDEX)
         except _StepAbandoned:
             self.rng.bit_generator.state = rng_before
             _load_data_state(self.train_data, data_before, "training")
@@ -253,7 +262,6 @@ class Trainer:
             self._abandonable = False
         if dp is not None:
             dp.reducer.finish()
-            empty = dp.any(empty)
         if empty:  # known on the host: that micro-batch's mean loss is NaN (the mean of nothing); no update
             raise FloatingPointError(f"step {self.step + 1}: loss nan: a micro-batch has every target ignored")
         # The accumulated gradient is a sum of G means; 1/G makes it the mean. The norm of the one flat gradient
@@ -270,8 +278,8 @@ class Trainer:
             ops.global_norm(self._grad_buffers(), out=slots[G])
         self.opt.step(lr=lr, grad_scale=scale, norm=slots[G], max_norm=cfg.grad_clip, norm_scale=scale)
         values = host_copy(stats)  # the step's one read from the device
-        if dp is not None:
-            values[:G] = dp.mean(values[:G])
+        if dp is not None:  # the global micro-batches' mean losses: this rank's weighted by its share of targets
+            values[:G] = dp.weighted_mean(values[:G], counts[0], counts[1])
         loss = float(np.mean(values[:G], dtype=np.float64))
         norm = float(values[G]) * scale
         if not (math.isfinite(loss) and math.isfinite(norm)):
@@ -313,15 +321,17 @@ class Trainer:
         saved = _data_state(self.val_data)
         rng = np.random.default_rng([cfg.seed, 1])  # its own stream: evaluation never moves the training RNG
         losses = _core.Tensor.empty([batches], "float32", getattr(self.model, "device", "cpu"))
+        local = np.zeros(batches)
         for i in range(batches):
             # data parallel: each rank its rows of the global batch (the same batches whatever N), as in training
             x, y = self._rows(*self.val_data.get_batch(cfg.batch_size * self.world, cfg.block_size, rng))
             self.model.forward_loss(x, y, out=losses[i])
+            local[i] = np.count_nonzero(np.asarray(y) != IGNORE_INDEX)
         if saved is not None:
             self.val_data.load_state_dict(saved)
         values = host_copy(losses)  # one read for all batches
         if self.dp is not None:
-            values = self.dp.mean(values)
+            values = self.dp.weighted_mean(values, local, self.dp.sum(local))
         self.val_loss = float(np.mean(values, dtype=np.float64))
         return self.val_loss
 

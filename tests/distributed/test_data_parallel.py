@@ -37,7 +37,9 @@ def equivalence(tmp_path_factory):
 
 
 @pytest.mark.parametrize("name, kw", [("plain", {}), ("zero", {"zero": 1}), ("accum", {"grad_accum": 2}),
-                                      ("accum_zero", {"grad_accum": 2, "zero": 1})])
+                                      ("accum_zero", {"grad_accum": 2, "zero": 1}),
+                                      # rows with different numbers of ignored targets on each rank
+                                      ("masked", {"grad_accum": 2, "masked": True})])
 def test_two_ranks_equal_one_process_with_twice_the_batch(equivalence, name, kw):
     got = np.load(equivalence / f"{name}.npz")
     kw.pop("zero", None)

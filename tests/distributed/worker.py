@@ -22,10 +22,22 @@ def tokens():
     return np.random.default_rng(123).integers(0, CONFIG["vocab_size"], 20_000)
 
 
-def trainer(batch_size, steps, out_dir=None, seed=1, **kw):
+class Masked(gptx.TokenDataset):
+    """Batches whose rows have different numbers of ignored targets (as prompt-masked fine-tuning data has): row b of
+    a batch ignores its first (b * 5) % 17 targets, so ranks' slices of a global batch count different targets."""
+
+    def get_batch(self, batch_size, block_size, rng=None):
+        x, y = super().get_batch(batch_size, block_size, rng)
+        for b in range(batch_size):
+            y[b, :(b * 5) % 17] = -100
+        return x, y
+
+
+def trainer(batch_size, steps, out_dir=None, seed=1, masked=False, **kw):
     model = gptx.GPT(gptx.GPTConfig(**CONFIG), seed=seed)
     cfg = gptx.TrainConfig(steps=steps, batch_size=batch_size, out_dir=out_dir, **{**TRAIN, **kw})
-    return gptx.Trainer(model, cfg, gptx.TokenDataset(tokens()), gptx.TokenDataset(tokens()[:3000]))
+    data = Masked if masked else gptx.TokenDataset
+    return gptx.Trainer(model, cfg, data(tokens()), data(tokens()[:3000]))
 
 
 def params(t):
@@ -48,7 +60,8 @@ def equivalence(out, B):
     B = int(B)
     """5 steps on N ranks of micro-batch B, with and without ZeRO-1 and gradient accumulation."""
     for name, kw in {"plain": {}, "zero": {"zero": 1}, "accum": {"grad_accum": 2},
-                     "accum_zero": {"grad_accum": 2, "zero": 1}}.items():
+                     "accum_zero": {"grad_accum": 2, "zero": 1},
+                     "masked": {"grad_accum": 2, "masked": True}}.items():
         t = trainer(B, 5, **kw)
         losses = [t.train_step()["loss"] for _ in range(5)]
         assert replicas_agree(t), name

@@ -58,6 +58,14 @@ class DataParallel:
     def mean(self, values) -> np.ndarray:
         return self.sum(values) / self.group.size
 
+    def weighted_mean(self, means, counts, totals) -> np.ndarray:
+        """Means over the global batches from each rank's means over its `counts` targets (of `totals` in all): what
+        one process would compute (NaN where no rank counted anything, its mean of nothing). A rank with no counted
+        target contributes nothing (its own mean is NaN)."""
+        means, counts, totals = (np.asarray(a, dtype=np.float64) for a in (means, counts, totals))
+        part = np.where(counts > 0, means * counts / np.where(totals > 0, totals, 1.0), 0.0)
+        return np.where(totals > 0, self.sum(part), np.nan)
+
     def shard_norm(self, grad_shard, out):
         """The global L2 norm of the summed gradients from each rank's shard (ZeRO-1) written into `out`: the root
         of the sum over ranks of the squared shard norms."""
