@@ -20,7 +20,7 @@ from gptx._fileio import atomic_write_bytes
 from gptx._host import host_copy
 from gptx.checkpoint import clean_stale_temp, load_checkpoint, save_checkpoint
 from gptx.model import IGNORE_INDEX
-from gptx.distributed.data_parallel import DataParallel, check_same_job
+from gptx.distributed.data_parallel import DataParallel, check_same_job, resume_overrides
 from gptx.distributed.zero import ZeroAdamW
 from gptx.optim import AdamW, clip_coefficient, lr_schedule
 
@@ -605,17 +605,7 @@ class Trainer:
         # (schedule_steps=the new total stretches the cosine to it: a warm restart).
         if "steps" in overrides and "schedule_steps" not in overrides:
             overrides["schedule_steps"] = cfg.schedule_length
-        saved_world, world = int(ck.state.get("world_size", 1)), _dist.world_size()
-        if not _dist.is_initialized():
-            overrides.setdefault("zero", 0)  # ZeRO-1 describes how a run was spread over ranks, not the run itself
-        if "batch_size" not in overrides and saved_world != world:
-            # keep the global batch, so the run continues with the same sequence of global batches
-            global_batch = cfg.batch_size * saved_world
-            if global_batch % world:
-                raise ValueError(f"checkpoint {ck.path} was trained with a global batch of {global_batch} "
-                                 f"({saved_world} x {cfg.batch_size}), which {world} ranks cannot split evenly; "
-                                 f"pass batch_size to choose another")
-            overrides["batch_size"] = global_batch // world
+        resume_overrides(ck, cfg, overrides)  # another number of ranks: the same global batch
         cfg = dataclasses.replace(cfg, **overrides)
         trainer = cls(model, cfg, train_data, val_data, tokenizer, extra_state=ck.state.get("extra"))
         return trainer.restore(ck)

@@ -88,6 +88,13 @@ def test_resume_two_ranks_on_one_process_continues_the_curve(resumed):
     assert m.shape == got["m"].shape and np.any(m != 0)
 
 
+def test_resume_on_ranks_that_cannot_split_the_global_batch(resumed):
+    out, _ = resumed
+    r = run_job(3, ["resume_on", out, out / "run"], timeout=90)
+    text = r.stdout + r.stderr
+    assert r.returncode != 0 and "global batch of 4 (2 x 2), which 3 ranks cannot split evenly" in text, text
+
+
 def test_resume_one_process_on_two_ranks_continues_the_curve(resumed):
     out, _ = resumed
     got = np.load(out / "from_single.npz")

@@ -132,6 +132,16 @@ def mismatch(out, what):
     print(f"rank {r}: no error", flush=True)
 
 
+def resume_on(out, run):
+    """Resume `run` on this many ranks; a global batch they cannot split is a clear error on every rank."""
+    try:
+        t = gptx.Trainer.resume(run, gptx.TokenDataset(tokens()), gptx.TokenDataset(tokens()[:3000]), progress=False)
+    except ValueError as e:
+        print(f"rank {dist.rank()}: ValueError: {e}", flush=True)
+        sys.exit(3)
+    t.train_step()
+
+
 def collectives(out):
     """gptx.distributed's collectives on gptx Tensors and numpy arrays against numpy on every rank's inputs."""
     r, n = dist.rank(), dist.world_size()
@@ -218,4 +228,5 @@ if __name__ == "__main__":
     dist.init()
     scenario, out = sys.argv[1], sys.argv[2]
     {"equivalence": equivalence, "resume": resume, "fault": fault, "mismatch": mismatch,
-     "collectives": collectives, "nccl": nccl}[scenario](out, *sys.argv[3:])
+     "collectives": collectives, "nccl": nccl,
+     "resume_on": resume_on}[scenario](out, *sys.argv[3:])

@@ -125,6 +125,22 @@ class _Gathered:
         return self._opt.hparams()
 
 
+def resume_overrides(ck, cfg, overrides: dict) -> None:
+    """Trainer.resume's overrides for a checkpoint saved with another number of ranks: the per-rank batch that keeps
+    the global batch (so the run continues with the same sequence of global batches), and no ZeRO-1 in one process
+    (it describes how a run was spread over ranks, not the run itself)."""
+    saved_world, world = int(ck.state.get("world_size", 1)), dist.world_size()
+    if not dist.is_initialized():
+        overrides.setdefault("zero", 0)
+    if "batch_size" not in overrides and saved_world != world:
+        global_batch = cfg.batch_size * saved_world
+        if global_batch % world:
+            raise ValueError(f"checkpoint {ck.path} was trained with a global batch of {global_batch} "
+                             f"({saved_world} x {cfg.batch_size}), which {world} ranks cannot split evenly; "
+                             f"pass batch_size to choose another")
+        overrides["batch_size"] = global_batch // world
+
+
 # ---- the start-up check ---------------------------------------------------------------------------------------------
 def _crc(a) -> int:
     return zlib.crc32(np.ascontiguousarray(a).view(np.uint8)) if np.asarray(a).size else 0
