@@ -269,7 +269,10 @@ def nccl_comm(device):
     from gptx.distributed.nccl import NcclComm
 
     if str(device) == "cuda":
-        index = local_rank() % max(1, cuda.device_count())
+        if local_size() > cuda.device_count():
+            raise RuntimeError(f"gptx.distributed: {local_size()} ranks on this node but {cuda.device_count()} CUDA "
+                               f"device(s) visible: NCCL takes one GPU per rank (start at most that many ranks)")
+        index = local_rank()
     else:
         index = cuda._index(device)
     if index not in _nccl:
