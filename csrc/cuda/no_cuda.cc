@@ -38,6 +38,8 @@ void synchronize(int) { unavailable("cuda synchronize"); }
 void* stream_create(int) { unavailable("cuda stream"); }
 void stream_destroy(int, void*) {}
 void stream_synchronize(int, void*) { unavailable("cuda stream"); }
+void stream_wait_stream(int, void*, void*) { unavailable("cuda stream"); }
+void set_device(int) { unavailable("cuda device"); }
 MemoryStats memory_stats(int) { return {}; }
 void empty_cache(int) {}
 void reset_peak(int) {}

@@ -78,6 +78,18 @@ void stream_synchronize(int device, void* stream) {
     GPTX_CUDA_CHECK(cudaStreamSynchronize(static_cast<cudaStream_t>(stream)));
 }
 
+void set_device(int device) { GPTX_CUDA_CHECK(cudaSetDevice(device)); }
+
+void stream_wait_stream(int device, void* waiter, void* waited) {
+    if (waiter == waited) return;
+    DeviceGuard g(device);
+    cudaEvent_t e = nullptr;
+    GPTX_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+    GPTX_CUDA_CHECK(cudaEventRecord(e, static_cast<cudaStream_t>(waited)));
+    GPTX_CUDA_CHECK(cudaStreamWaitEvent(static_cast<cudaStream_t>(waiter), e, 0));
+    GPTX_CUDA_CHECK(cudaEventDestroy(e));  // legal once waited on: the wait keeps what it needs
+}
+
 // ------------------------------------------------------------------------------------------------ allocator
 // Blocks are cached by (device, stream, rounded size) and handed out again only to the same stream: work on one
 // stream runs in order, so a block freed while its last kernels are still queued is safe to reuse there. A tensor

@@ -32,6 +32,10 @@ void bind_runtime(py::module_& m) {
         py::gil_scoped_release nogil;
         cuda::stream_synchronize(device, reinterpret_cast<void*>(s));
     }, py::arg("device"), py::arg("stream"));
+    m.def("cuda_stream_wait_stream", [](int device, uintptr_t waiter, uintptr_t waited) {
+        cuda::stream_wait_stream(device, reinterpret_cast<void*>(waiter), reinterpret_cast<void*>(waited));
+    }, py::arg("device"), py::arg("waiter"), py::arg("waited"));
+    m.def("cuda_set_device", [](int device) { cuda::set_device(device); }, py::arg("device"));
     m.def("cuda_current_stream", [](int device) { return reinterpret_cast<uintptr_t>(cuda::current_stream(device)); },
           py::arg("device"));
     m.def("cuda_set_stream", [](int device, uintptr_t s) { cuda::set_current_stream(device, reinterpret_cast<void*>(s)); },

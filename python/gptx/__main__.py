@@ -42,6 +42,7 @@ def main(argv=None) -> int:
         return 0
     parser = build_parser()
     args = parser.parse_args(argv)
+    args._argv = argv  # `gptx train --nproc N` starts N ranks of the same command line
     if not hasattr(args, "_run"):
         parser.print_help()
         return 2

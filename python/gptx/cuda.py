@@ -95,6 +95,11 @@ class Stream:
     def synchronize(self) -> None:
         _core.cuda_stream_synchronize(self.device, self.handle)
 
+    def wait_stream(self, other: int) -> None:
+        """Work queued on this stream from now on starts after the work queued so far on stream handle `other`
+        (an event; the host does not wait)."""
+        _core.cuda_stream_wait_stream(self.device, self.handle, int(other))
+
     def close(self) -> None:
         if self.handle:
             _core.cuda_stream_destroy(self.device, self.handle)

@@ -456,12 +456,29 @@ class GPT:
         return loss
 
     # ------------------------------------------------------------------------------------------- backward
-    def backward(self) -> None:
-        """Add d(mean loss)/d(parameter) of the last forward(idx, targets) into self.grads."""
-        with self._lock:
-            self._backward()
+    def backward(self, layer_done=None, denominator=None) -> None:
+        """Add d(mean loss)/d(parameter) of the last forward(idx, targets) into self.grads.
 
-    def _backward(self) -> None:
+        denominator: average the loss over this many targets instead of the batch's own count of counted targets
+        (data parallelism: the global batch's count divided by the ranks, so that ranks whose rows hold different
+        numbers of ignored targets still add up to the mean over the whole global batch).
+
+        layer_done(l), when given, is called as soon as the gradients of block l are final (l = n_layer - 1 down to 0;
+        for the last block, ln_f's too), then layer_done(-1) once the embeddings' are: data parallelism starts
+        averaging those parts of the flat gradient buffer while the rest of the backward pass runs
+        (grad_layer_starts() gives where each block's gradients begin in the buffer)."""
+        with self._lock:
+            self._backward(layer_done, denominator)
+
+    def grad_layer_starts(self) -> list[int]:
+        """Element offset in the flat gradient buffer where each block's gradients begin (blocks are contiguous, in
+        order, after wte and wpe and before ln_f)."""
+        starts = []
+        for layer in self._g.layers:
+            starts.append(min((t.data_ptr - self._g.flat.data_ptr) // 4 for t in layer.values()))
+        return starts
+
+    def _backward(self, layer_done=None, denominator=None) -> None:
         if self._weights != "f32":
             raise RuntimeError(f"GPT.backward: the model runs {self._weights} weights for decoding, which cannot be "
                                f"trained; call model.quantize('f32') first (the float32 parameters are intact)")
@@ -471,15 +488,21 @@ class GPT:
             raise RuntimeError("GPT.backward: the last forward(idx, targets) ran in another thread; a forward/backward "
                                "pair must stay in one thread (train one model from one thread)")
         self._pending = False
-        if self._count == 0:
-            return  # every target ignored: the gradient is zero
+        if self._count == 0:  # every target ignored: the gradient is zero
+            for l in range(self.config.n_layer - 1, -2, -1):
+                if layer_done is not None:
+                    layer_done(l)
+            return
         c, a, P, G, drop = self.config, self._acts, self._c, self._g, self._drop
         dres, dres3, dx, dx4, dqkv, dqkv5 = a.grad_scratch()
         dbranch = a.dropout_scratch() if drop else None  # a residual branch's gradient through its dropout
         # Loss -> logits: softmax - onehot, scaled by 1/count, written over the logits (no second (BT, Vp) buffer).
-        if a.dlosses_value != 1.0 / self._count:  # refilled only when the count changes (it rarely does)
-            a.dlosses.fill_(1.0 / self._count)
-            a.dlosses_value = 1.0 / self._count
+        if denominator is not None and not (denominator > 0 and math.isfinite(denominator)):
+            raise ValueError(f"GPT.backward: denominator must be a positive number, got {denominator!r}")
+        inv = 1.0 / (self._count if denominator is None else denominator)
+        if a.dlosses_value != inv:  # refilled only when the count changes (it rarely does)
+            a.dlosses.fill_(inv)
+            a.dlosses_value = inv
         ops.cross_entropy_backward(a.logits, a.ce_lse, a.targets, a.dlosses, V=c.vocab_size,
                                    ignore_index=IGNORE_INDEX, dlogits=a.logits)
         # dwte += dlogits^T @ lnf (padding columns of dlogits are 0, so padded rows stay 0); dlnf = dlogits @ wte.
@@ -515,9 +538,13 @@ class GPT:
             ops.matmul_forward(dqkv, p["attn.c_attn.weight"], trans_b=True, out=dx)
             ops.layernorm_backward(dx, a.layer_input(l), p["ln_1.weight"], a.ln1_mean[l], a.ln1_rstd[l],
                                    dinp=dres, dweight=g["ln_1.weight"], dbias=g["ln_1.bias"], accumulate=True)
+            if layer_done is not None:
+                layer_done(l)
         if drop:
             ops.dropout_backward(dres, drop(0, DROPOUT_EMBED), dinp=dres)
         ops.embedding_backward(dres3, a.idx, G.wte, G.wpe)
+        if layer_done is not None:
+            layer_done(-1)
 
     @staticmethod
     def _linear_weight_grads(dout, inp, p, g, prefix: str) -> None:

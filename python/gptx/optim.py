@@ -135,33 +135,42 @@ class AdamW:
     def load_state_dict(self, sd):
         """Restore moments and step from state_dict()'s layout. The moments must be float32 of the parameters'
         shapes: a converted moment (float16, float64, big-endian) would resume a different run without a word."""
-        if not isinstance(sd, dict) or not all(k in sd for k in ("step", "m", "v")):
-            raise ValueError("AdamW.load_state_dict: sd must be a dict with 'step', 'm' and 'v'")
-        step = sd["step"]
-        if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 0:
-            raise ValueError(f"AdamW.load_state_dict: step must be an integer >= 0, got {step!r}")
-        for key in ("m", "v"):
-            if not isinstance(sd[key], dict):
-                raise ValueError(f"AdamW.load_state_dict: {key} must be a dict of parameter name -> array")
-            missing = set(self.m) - set(sd[key])
-            extra = set(sd[key]) - set(self.m)
-            if missing or extra:
-                raise ValueError(f"AdamW.load_state_dict: {key} missing {sorted(missing)}, unexpected {sorted(extra)}")
-            for n, a in sd[key].items():
-                dst = getattr(self, key)[n]
-                if not isinstance(a, (np.ndarray, _core.Tensor)):
-                    raise TypeError(f"AdamW.load_state_dict: {key}[{n!r}] must be an array, got {type(a).__name__}")
-                if not _is_float32(a):
-                    raise TypeError(f"AdamW.load_state_dict: {key}[{n!r}] has dtype {a.dtype}, expected float32 "
-                                    f"(the moments are stored and restored without conversion)")
-                if tuple(a.shape) != tuple(dst.shape):
-                    raise ValueError(f"AdamW.load_state_dict: {key}[{n!r}] has shape {tuple(a.shape)}, expected "
-                                     f"{tuple(dst.shape)}")
+        check_state_dict(sd, {n: tuple(t.shape) for n, t in self.m.items()}, "AdamW.load_state_dict")
         for key in ("m", "v"):
             for n, a in sd[key].items():
                 src = a if isinstance(a, _core.Tensor) else np.ascontiguousarray(a)
                 getattr(self, key)[n].copy_(src)  # in place: views stay valid
-        self.step_count = int(step)
+        self.step_count = int(sd["step"])
+
+    def memory_bytes(self) -> int:
+        """Bytes of optimizer state this process holds (the two moments)."""
+        return int(self._m_flat.nbytes + self._v_flat.nbytes) if self._flat is not None else \
+            sum(int(self.m[n].nbytes + self.v[n].nbytes) for n in self.m)
+
+
+def check_state_dict(sd, shapes: dict, where: str) -> None:
+    """Raise unless sd is AdamW.state_dict()'s layout for parameters of these shapes ({name: shape})."""
+    if not isinstance(sd, dict) or not all(k in sd for k in ("step", "m", "v")):
+        raise ValueError(f"{where}: sd must be a dict with 'step', 'm' and 'v'")
+    step = sd["step"]
+    if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 0:
+        raise ValueError(f"{where}: step must be an integer >= 0, got {step!r}")
+    for key in ("m", "v"):
+        if not isinstance(sd[key], dict):
+            raise ValueError(f"{where}: {key} must be a dict of parameter name -> array")
+        missing = set(shapes) - set(sd[key])
+        extra = set(sd[key]) - set(shapes)
+        if missing or extra:
+            raise ValueError(f"{where}: {key} missing {sorted(missing)}, unexpected {sorted(extra)}")
+        for n, a in sd[key].items():
+            if not isinstance(a, (np.ndarray, _core.Tensor)):
+                raise TypeError(f"{where}: {key}[{n!r}] must be an array, got {type(a).__name__}")
+            if not _is_float32(a):
+                raise TypeError(f"{where}: {key}[{n!r}] has dtype {a.dtype}, expected float32 "
+                                f"(the moments are stored and restored without conversion)")
+            if tuple(a.shape) != tuple(shapes[n]):
+                raise ValueError(f"{where}: {key}[{n!r}] has shape {tuple(a.shape)}, expected "
+                                 f"{tuple(shapes[n])}")
 
 
 def _finite(name: str, v, low: float, low_open: bool = False, where: str = "AdamW") -> float:

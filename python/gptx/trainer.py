@@ -15,10 +15,13 @@ from pathlib import Path
 import numpy as np
 
 from gptx import _core, ops
+from gptx import distributed as _dist
 from gptx._fileio import atomic_write_bytes
 from gptx._host import host_copy
 from gptx.checkpoint import clean_stale_temp, load_checkpoint, save_checkpoint
 from gptx.model import IGNORE_INDEX
+from gptx.distributed.data_parallel import DataParallel, check_same_job, resume_overrides
+from gptx.distributed.zero import ZeroAdamW
 from gptx.optim import AdamW, clip_coefficient, lr_schedule
 
 
@@ -50,6 +53,8 @@ class TrainConfig:
     # Length of the warmup + cosine schedule; None: `steps`. A run extended on resume either keeps its original
     # schedule (steps beyond it run at the final learning rate) or stretches the cosine to the new total.
     schedule_steps: int | None = None
+    zero: int = 0                  # 1: ZeRO-1, the optimizer state split over the ranks (with gptx.distributed)
+    bucket_mb: float = 25.0        # gradients averaged over ranks in buckets of at least this many MB of whole blocks
 
     def __post_init__(self):
         self.betas = tuple(float(b) for b in self.betas)
@@ -113,6 +118,10 @@ def _check_fields(cfg: "TrainConfig") -> None:
         raise ValueError(f"TrainConfig.schedule_steps must be None or an integer >= 0, got {cfg.schedule_steps!r}")
     if cfg.max_seconds is not None and not (cfg.max_seconds >= 0):  # NaN fails too
         raise ValueError(f"TrainConfig.max_seconds must be None or a number >= 0, got {cfg.max_seconds!r}")
+    if cfg.zero not in (0, 1) or isinstance(cfg.zero, bool):
+        raise ValueError(f"TrainConfig.zero must be 0 or 1 (ZeRO-1), got {cfg.zero!r}")
+    if not (math.isfinite(cfg.bucket_mb) and cfg.bucket_mb > 0):
+        raise ValueError(f"TrainConfig.bucket_mb must be a positive number, got {cfg.bucket_mb!r}")
 
 
 # The run-time estimate is printed when the rest of the run takes at least this long, and after the first step
@@ -165,7 +174,11 @@ def _set_training(model, mode: bool) -> bool:
 
 class Trainer:
     """Trains `model` (gptx.model.GPT or anything with its interface: forward_loss, backward, zero_grad,
-    named_parameters, grads, and flat_buffers where it has them) on batches from train_data.get_batch."""
+    named_parameters, grads, and flat_buffers where it has them) on batches from train_data.get_batch.
+
+    After gptx.distributed.init() it trains data-parallel: every rank runs the same Trainer, each takes its
+    batch_size rows of the global batch of world_size * batch_size rows (the batch one process with that micro-batch
+    would draw), gradients are summed over the ranks during backward, and only rank 0 prints, logs and writes."""
 
     def __init__(self, model, config: TrainConfig, train_data, val_data=None, tokenizer=None, extra_state=None,
                  callbacks=()):
@@ -185,8 +198,17 @@ class Trainer:
             raise ValueError(f"block_size {config.block_size} exceeds the model's block_size "
                              f"{model.config.block_size}")
         flat = getattr(model, "flat_buffers", None)  # GPT: one AdamW call over the whole parameter buffer
-        self.opt = AdamW(model.named_parameters(), model.grads, lr=config.lr, betas=config.betas, eps=config.eps,
-                         weight_decay=config.weight_decay, flat=flat() if flat is not None else None)
+        self.dp = DataParallel(model, config) if _dist.is_initialized() else None
+        if config.zero and self.dp is None:
+            raise ValueError("TrainConfig.zero=1 shards the optimizer over ranks: call gptx.distributed.init() first "
+                             "(or launch with `gptx train --nproc N` / mpiexec)")
+        hp = dict(lr=config.lr, betas=config.betas, eps=config.eps, weight_decay=config.weight_decay)
+        if self.dp is not None and config.zero:
+            self.opt = ZeroAdamW(model.named_parameters(), model.grads, flat(), **hp)
+        else:
+            self.opt = AdamW(model.named_parameters(), model.grads, flat=flat() if flat is not None else None, **hp)
+        self.world, self.rank = _dist.world_size(), _dist.rank()
+        self.main = self.rank == 0
         self.rng = np.random.default_rng(config.seed)
         self.step = 0
         self.val_loss = None
@@ -198,6 +220,8 @@ class Trainer:
         self._bar = None
         self._stat_views = None
         self._plot_notice = False
+        if self.dp is not None:
+            self.dp.attach(self)
 
     # ---- one step -------------------------------------------------------------------------------------------
     def _stats(self):
@@ -215,25 +239,39 @@ class Trainer:
         t0 = time.perf_counter()
         lr = lr_schedule(self.step, cfg.schedule_length, cfg.lr, cfg.warmup, cfg.final_lr)
         model.zero_grad()
-        G = cfg.grad_accum
+        G, dp = cfg.grad_accum, self.dp
         stats, slots = self._stats()
         tokens, empty = 0, False
         # Until the update, a step changes only the gradients, the batch RNG and the data cursor: an interrupt in
-        # that part abandons the step (those two are put back) instead of waiting for a long step to end.
+        # that part abandons the step (those two are put back) instead of waiting for a long step to end. Not with
+        # several ranks: the others would wait for this one in the gradient sums; they all stop after the step.
         rng_before, data_before = self.rng.bit_generator.state, _data_state(self.train_data)
         _set_training(model, True)
-        self._abandonable = True
+        self._abandonable = dp is None
+        counts = np.zeros((2, G))  # data parallel: targets counted in this rank's rows, and in the global batch
         try:
             for i in range(G):
-                x, y = self.train_data.get_batch(cfg.batch_size, cfg.block_size, self.rng)
+                x, y = self._batch()
                 if hasattr(model, "dropout_step"):
-                    # The masks of micro-batch i of step s are keyed by (seed, s * G + i): a function of the step
-                    # alone, so a resumed run draws exactly the masks the uninterrupted one would have.
-                    model.dropout_seed, model.dropout_step = int(cfg.seed), self.step * G + i
+                    # The masks of micro-batch i of step s are keyed by (seed, s * G + i) (and the rank, whose rows
+                    # differ): a function of the step alone, so a resumed run draws the masks the uninterrupted one
+                    # would have.
+                    model.dropout_seed = int(cfg.seed)
+                    model.dropout_step = (self.step * G + i) * self.world + self.rank
                 model.forward_loss(x, y, out=slots[i])  # written on the device, not read here
-                model.backward()  # adds into model.grads: the sum of the micro-batch mean gradients
-                tokens += x.size
-                empty = empty or not np.any(np.asarray(y) != IGNORE_INDEX)
+                if dp is None:
+                    model.backward()  # adds into model.grads: the sum of the micro-batch mean gradients
+                    empty = empty or not np.any(np.asarray(y) != IGNORE_INDEX)
+                else:
+                    # Each rank averages over the global micro-batch's count / N, so the sum over ranks divided
+                    # by N is the mean over the whole global micro-batch whatever each rank's rows hold. On the
+                    # last micro-batch each finished bucket of gradients starts its sum over the ranks at once.
+                    counts[0, i] = np.count_nonzero(np.asarray(y) != IGNORE_INDEX)
+                    counts[1, i] = dp.sum(counts[0, i:i + 1])[0]
+                    empty = empty or counts[1, i] == 0
+                    model.backward(dp.reducer.layer_done if i == G - 1 else None,
+                                   denominator=max(counts[1, i], 1) / self.world)
+                tokens += x.size * self.world
         except _StepAbandoned:
             self.rng.bit_generator.state = rng_before
             _load_data_state(self.train_data, data_before, "training")
@@ -241,6 +279,8 @@ class Trainer:
             raise
         finally:
             self._abandonable = False
+        if dp is not None:
+            dp.reducer.finish()
         if empty:  # known on the host: that micro-batch's mean loss is NaN (the mean of nothing); no update
             raise FloatingPointError(f"step {self.step + 1}: loss nan: a micro-batch has every target ignored")
         # The accumulated gradient is a sum of G means; 1/G makes it the mean. The norm of the one flat gradient
@@ -248,11 +288,19 @@ class Trainer:
         # takes it and applies 1/G and the clipping factor itself (grad_scale, norm_scale), so the gradients are never
         # rescaled in place and the host never waits between the backward pass and the update. A non-finite norm
         # makes the kernel skip the update.
-        ops.global_norm(self._grad_buffers(), out=slots[G])
-        self.opt.step(lr=lr, grad_scale=1.0 / G, norm=slots[G], max_norm=cfg.grad_clip, norm_scale=1.0 / G)
+        # Data parallel: the buffer (or under ZeRO-1 this rank's shard) holds the sum over the ranks, so 1/(G N)
+        # makes it the mean, and the norm of the summed buffer is the global norm by construction.
+        scale = 1.0 / (G * self.world)
+        if dp is not None and cfg.zero:
+            dp.shard_norm(self.opt.grad_shard, slots[G])
+        else:
+            ops.global_norm(self._grad_buffers(), out=slots[G])
+        self.opt.step(lr=lr, grad_scale=scale, norm=slots[G], max_norm=cfg.grad_clip, norm_scale=scale)
         values = host_copy(stats)  # the step's one read from the device
+        if dp is not None:  # the global micro-batches' mean losses: this rank's weighted by its share of targets
+            values[:G] = dp.weighted_mean(values[:G], counts[0], counts[1])
         loss = float(np.mean(values[:G], dtype=np.float64))
-        norm = float(values[G]) / G
+        norm = float(values[G]) * scale
         if not (math.isfinite(loss) and math.isfinite(norm)):
             # The kernel skipped the update (non-finite norm; a non-finite loss comes with non-finite gradients).
             self.opt.step_count -= 1
@@ -262,8 +310,22 @@ class Trainer:
         self.step += 1
         self.last_loss = loss
         dt = time.perf_counter() - t0
-        return {"step": self.step, "loss": loss, "lr": lr, "grad_norm": norm, "clip": clip,
-                "tokens_per_s": tokens / max(dt, 1e-9), "step_s": dt}
+        rec = {"step": self.step, "loss": loss, "lr": lr, "grad_norm": norm, "clip": clip,
+               "tokens_per_s": tokens / max(dt, 1e-9), "step_s": dt}
+        if dp is not None:
+            rec["comm_s"] = dp.take_comm_s()
+        return rec
+
+    def _batch(self):
+        """This rank's micro-batch: rows [rank B, (rank + 1) B) of the global batch of world_size * B rows, drawn
+        the same way on every rank (one RNG, one data cursor), so the global batches never depend on N."""
+        return self._rows(*self.train_data.get_batch(self.cfg.batch_size * self.world, self.cfg.block_size, self.rng))
+
+    def _rows(self, x, y):
+        if self.world == 1:
+            return x, y
+        rows = slice(self.rank * self.cfg.batch_size, (self.rank + 1) * self.cfg.batch_size)
+        return np.ascontiguousarray(x[rows]), np.ascontiguousarray(y[rows])
 
     def _grad_buffers(self):
         flat = getattr(self.model, "flat_buffers", None)
@@ -278,16 +340,22 @@ class Trainer:
         saved = _data_state(self.val_data)
         rng = np.random.default_rng([cfg.seed, 1])  # its own stream: evaluation never moves the training RNG
         losses = _core.Tensor.empty([batches], "float32", getattr(self.model, "device", "cpu"))
+        local = np.zeros(batches)
         was_training = _set_training(self.model, False)  # the validation loss is measured without dropout
         try:
             for i in range(batches):
-                x, y = self.val_data.get_batch(cfg.batch_size, cfg.block_size, rng)
+                # data parallel: each rank its rows of the global batch (the same batches whatever N), as in training
+                x, y = self._rows(*self.val_data.get_batch(cfg.batch_size * self.world, cfg.block_size, rng))
                 self.model.forward_loss(x, y, out=losses[i])
+                local[i] = np.count_nonzero(np.asarray(y) != IGNORE_INDEX)
         finally:
             _set_training(self.model, was_training)
         if saved is not None:
             self.val_data.load_state_dict(saved)
-        self.val_loss = float(np.mean(host_copy(losses), dtype=np.float64))  # one read for all batches
+        values = host_copy(losses)  # one read for all batches
+        if self.dp is not None:
+            values = self.dp.weighted_mean(values, local, self.dp.sum(local))
+        self.val_loss = float(np.mean(values, dtype=np.float64))
         return self.val_loss
 
     # ---- the loop -------------------------------------------------------------------------------------------
@@ -328,7 +396,11 @@ class Trainer:
                     self._eval_and_log()
                 if cfg.ckpt_every and self.step % cfg.ckpt_every == 0:
                     self.save()
-                if cfg.max_seconds is not None and time.perf_counter() - start >= cfg.max_seconds:
+                out_of_time = cfg.max_seconds is not None and time.perf_counter() - start >= cfg.max_seconds
+                if self.dp is not None:  # every rank stops after the same step (Ctrl-C and clocks differ per rank)
+                    out_of_time = self.dp.any(out_of_time)
+                    self._interrupted = self.dp.any(self._interrupted)
+                if out_of_time:
                     timed_out = self.step < stop
                     break
             self._close_progress()
@@ -350,7 +422,7 @@ class Trainer:
             if previous_handler is not None:
                 signal.signal(signal.SIGINT, previous_handler)
         seconds = time.perf_counter() - start
-        if cfg.out_dir is not None:
+        if cfg.out_dir is not None and self.main:
             self.plot()
         return {"step": self.step, "loss": self.last_loss, "val_loss": self.val_loss, "seconds": seconds,
                 "steps_run": self.step - start_step, "timed_out": timed_out, "interrupted": self._interrupted}
@@ -384,8 +456,8 @@ class Trainer:
     # ---- output ---------------------------------------------------------------------------------------------
     def _open_progress(self, stop):
         self._bar = None
-        # A bar's carriage-return frames would fill a redirected log: only on a terminal.
-        if self.cfg.progress and self.step < stop and _isatty(sys.stderr):
+        # A bar's carriage-return frames would fill a redirected log: only on a terminal, and only on rank 0.
+        if self.cfg.progress and self.step < stop and _isatty(sys.stderr) and self.main:
             from tqdm import tqdm
 
             self._bar = tqdm(total=stop, initial=self.step, desc="train", unit="step", file=sys.stderr,
@@ -411,6 +483,8 @@ class Trainer:
                       f" (Ctrl-C stops and checkpoints)")
 
     def _say(self, line):
+        if not self.main:
+            return
         if self._bar is not None:
             self._bar.write(line, file=sys.stdout)
         else:
@@ -422,7 +496,7 @@ class Trainer:
 
     def _write_log(self, rec):
         path = self.log_path
-        if path is None:
+        if path is None or not self.main:
             return
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -435,6 +509,8 @@ class Trainer:
 
     def _log(self, rec):
         self._write_log(rec)
+        if not self.main:  # the ranks' records are the same (losses are averaged over them): rank 0 reports
+            return
         for cb in self.callbacks:
             cb(dict(rec))
 
@@ -483,14 +559,18 @@ class Trainer:
             "loss": self.last_loss,
             "val_loss": self.val_loss,
             "extra": self.extra_state,
+            "world_size": self.world,  # global batch = world_size * batch_size
         }
 
     def save(self, out_dir=None) -> Path:
         out_dir = out_dir if out_dir is not None else self.cfg.out_dir
         if out_dir is None:
             raise ValueError("Trainer.save: no out_dir (set TrainConfig.out_dir or pass one)")
-        path = save_checkpoint(out_dir, self.model, self.opt, state=self.state(), tokenizer=self.tokenizer,
-                               keep=self.cfg.keep_checkpoints)
+        if self.dp is not None:
+            path = self.dp.save(out_dir)
+        else:
+            path = save_checkpoint(out_dir, self.model, self.opt, state=self.state(), tokenizer=self.tokenizer,
+                                   keep=self.cfg.keep_checkpoints)
         self._saved_step = self.step
         self._say(f"step {self.step:>6}/{self.cfg.steps} | checkpoint {path}")
         return path
@@ -512,9 +592,14 @@ class Trainer:
         _load_data_state(self.val_data, st.get("val_data"), "validation")
         self.last_loss, self.val_loss = st.get("loss"), st.get("val_loss")
         self._saved_step = self.step
-        if self.cfg.out_dir is not None:
+        if self.dp is not None:
+            check_same_job(self)  # every rank resumed the same checkpoint
+        if self.cfg.out_dir is not None and self.main:
             clean_stale_temp(self.cfg.out_dir)  # what killed saves of this run left behind
-        self._truncate_log()
+        if self.main:
+            self._truncate_log()
+        if self.dp is not None:
+            self.dp.barrier()  # no rank logs into the run folder before rank 0 has trimmed it
         return self
 
     def _truncate_log(self):
@@ -548,6 +633,7 @@ class Trainer:
         # (schedule_steps=the new total stretches the cosine to it: a warm restart).
         if "steps" in overrides and "schedule_steps" not in overrides:
             overrides["schedule_steps"] = cfg.schedule_length
+        resume_overrides(ck, cfg, overrides)  # another number of ranks: the same global batch
         cfg = dataclasses.replace(cfg, **overrides)
         trainer = cls(model, cfg, train_data, val_data, tokenizer, extra_state=ck.state.get("extra"))
         return trainer.restore(ck)

@@ -46,6 +46,12 @@ void synchronize(int device);
 void* stream_create(int device);
 void stream_destroy(int device, void* stream);
 void stream_synchronize(int device, void* stream);
+// Work enqueued on `waiter` after this call starts only once the work enqueued on `waited` so far is done (an event
+// recorded on `waited` and waited for on `waiter`; the host does not wait). How collectives on their own stream are
+// ordered with the compute stream.
+void stream_wait_stream(int device, void* waiter, void* waited);
+// Makes `device` the calling thread's current device (libraries loaded beside gptx, such as NCCL, use it).
+void set_device(int device);
 
 // Allocator statistics and control for one device (bytes).
 struct MemoryStats {

@@ -35,7 +35,8 @@ FINETUNE = dict(steps=200, batch_size=4, block_size=256, grad_accum=1, lr=1e-4, 
                 weight_decay=0.0, grad_clip=1.0, eval_every=50, eval_batches=8, ckpt_every=100, log_every=10)
 
 # flag dest -> TrainConfig field, for the flags that override training settings (None = not given)
-TRAIN_FLAGS = {"steps": "steps", "batch_size": "batch_size", "block_size": "block_size", "grad_accum": "grad_accum",
+TRAIN_FLAGS = {"zero": "zero", "bucket_mb": "bucket_mb",
+               "steps": "steps", "batch_size": "batch_size", "block_size": "block_size", "grad_accum": "grad_accum",
                "lr": "lr", "min_lr": "min_lr", "warmup": "warmup", "weight_decay": "weight_decay",
                "grad_clip": "grad_clip", "eval_every": "eval_every", "eval_batches": "eval_batches",
                "ckpt_every": "ckpt_every", "log_every": "log_every", "threads": "threads", "seed": "seed",
@@ -108,6 +109,13 @@ def add_parser(sub):
     t.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
                    help="compute dtype; bfloat16 (CUDA only) is mixed precision with float32 master weights")
     t.add_argument("--seed", type=integer(0), help="seed of the model init and the batch order (default 0)")
+    d = p.add_argument_group("data parallelism (MPI on CPU, NCCL on GPU; pip install 'gptx-engine[mpi]')")
+    d.add_argument("--nproc", type=integer(1), metavar="N", help="start N ranks on this machine through the "
+                   "installed MPI's mpiexec (the same as `mpiexec -n N gptx train ...`); --batch-size is per rank, "
+                   "the global batch is N times it")
+    d.add_argument("--zero", type=int, choices=[0, 1], help="1: ZeRO-1, the optimizer state split over the ranks")
+    d.add_argument("--bucket-mb", type=number(0.0, low_open=True), metavar="MB",
+                   help="gradients are averaged in buckets of at least MB megabytes of whole blocks (default 25)")
     t.add_argument("--minutes", type=number(0.0), metavar="M", help="stop (and checkpoint) after M minutes")
     t.add_argument("--no-progress", action="store_true", help="no progress bar (there is none unless stderr is a "
                    "terminal: log lines then)")
@@ -194,12 +202,23 @@ def data_spec(args) -> dict:
 
 
 def overrides(args) -> dict:
+    from gptx import distributed as dist
+
     o = {field: getattr(args, dest) for dest, field in TRAIN_FLAGS.items() if getattr(args, dest, None) is not None}
+    if "threads" not in o and dist.world_size() > 1:
+        o["threads"] = max(1, _cores() // dist.local_size())  # the node's cores shared by its ranks
     if getattr(args, "minutes", None) is not None:
         o["max_seconds"] = args.minutes * 60.0
     if getattr(args, "no_progress", False):
         o["progress"] = False
     return o
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def clear_run(out: Path) -> None:
@@ -272,11 +291,50 @@ def _new_run(args):
 
 
 def run(args) -> int:
+    from gptx import distributed as dist
+
+    if getattr(args, "nproc", None) and not dist.launched_by_mpi():
+        from gptx.distributed.launch import launch
+
+        return launch(["train"] + strip_flag(getattr(args, "_argv", None) or sys.argv[1:], "--nproc")[1:],
+                      args.nproc)
+    if dist.launched_by_mpi():
+        try:
+            dist.init(args.device if args.device.startswith("cuda") else None)
+        except (ImportError, RuntimeError, OSError) as e:
+            print(f"gptx train: error: {e}", file=sys.stderr)
+            return 1
+        if dist.world_size() > 1 and args.device == "cuda":
+            args.device = dist.nccl_comm("cuda").device_name  # one GPU per rank
+    quiet = dist.rank() != 0
+    stdout = sys.stdout
+    if quiet:
+        sys.stdout = open(os.devnull, "w")  # only rank 0 prints progress
     try:
         return _run(args)
     except (ValueError, TypeError, OSError, FloatingPointError, RuntimeError) as e:  # RuntimeError: no GPU, OOM
-        print(f"gptx train: error: {e}", file=sys.stderr)
+        where = f"rank {dist.rank()}: " if dist.world_size() > 1 else ""
+        print(f"gptx train: {where}error: {e}", file=sys.stderr, flush=True)
+        if dist.world_size() > 1:
+            dist._g().comm.Abort(1)  # the other ranks may be waiting in a collective for this one
         return 1
+    finally:
+        if quiet:
+            sys.stdout.close()
+            sys.stdout = stdout
+
+
+def strip_flag(argv, flag) -> list:
+    """argv without `flag VALUE` / `flag=VALUE` (what --nproc leaves behind in the ranks' command line)."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == flag:
+            skip = True
+        elif not a.startswith(flag + "="):
+            out.append(a)
+    return out
 
 
 def _run(args) -> int:
@@ -304,6 +362,8 @@ def _run(args) -> int:
                   progress=not args.no_progress)
         if args.out:
             ov["out_dir"] = os.path.abspath(args.out)
+        if "threads" not in ov and st.get("world_size", 1) > 1:
+            ov["threads"] = None  # the ranks' share of the cores was for that launch, not for this one
         if args.schedule == "restart":
             if args.steps is None:
                 raise ValueError("--schedule restart stretches the schedule to a new total: give --steps")
@@ -326,21 +386,33 @@ def _run(args) -> int:
             raise ValueError("--schedule chooses how --resume extends a run; a new run's schedule spans --steps")
         model, cfg, tokenizer, spec, extra = _new_run(args)
         out = Path(cfg.out_dir)
-        if (out / LATEST).exists() or list_checkpoints(out) or (out / "log.jsonl").exists():
+        from gptx import distributed as dist
+
+        held = (out / LATEST).exists() or list_checkpoints(out) or (out / "log.jsonl").exists()
+        if dist.world_size() > 1:
+            held = dist.broadcast_object(held)  # rank 0's view decides; it alone clears
+        if held:
             if not args.overwrite:
                 raise ValueError(f"{out} already holds a run: continue it with --resume {out}, clear it with "
                                  f"--overwrite, or choose another --out")
-            clear_run(out)
+            if dist.rank() == 0:
+                clear_run(out)
         train, val, desc = build_data(spec, tokenizer, cfg.block_size, cfg.seed)
         trainer = Trainer(model, cfg, train, val, tokenizer, extra_state=extra)
-    if args.tensorboard:
+    from gptx import distributed as dist
+
+    if args.tensorboard and dist.rank() == 0:  # one writer, like log.jsonl
         from gptx.callbacks import TensorBoard
 
         trainer.callbacks.append(TensorBoard(os.path.join(trainer.cfg.out_dir, "tensorboard")))
     cfg, model = trainer.cfg, trainer.model
     print(f"model: {model!r}")
-    print(f"data: {desc} | tokenizer {tokenizer.name} | {cfg.batch_size} x {cfg.block_size} tokens x "
-          f"{cfg.grad_accum} per step | out: {cfg.out_dir}")
+    world = dist.world_size()
+    ranks = f"{world} ranks x " if world > 1 else ""
+    zero = " | ZeRO-1" if cfg.zero else ""
+    print(f"data: {desc} | tokenizer {tokenizer.name} | {ranks}{cfg.batch_size} x {cfg.block_size} tokens x "
+          f"{cfg.grad_accum} per step (global batch {world * cfg.batch_size * cfg.grad_accum} sequences){zero} | "
+          f"out: {cfg.out_dir}")
     if trainer.step >= cfg.steps:
         print(f"nothing to do: the run is at step {trainer.step} and --steps is {cfg.steps}")
         return 0
