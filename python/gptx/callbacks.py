@@ -34,11 +34,14 @@ class TensorBoard:
     --logdir`)."""
 
     def __init__(self, log_dir, flush_secs: int = 30):
-        writer = _summary_writer()
+        self._make = _summary_writer()
         self.log_dir = os.fspath(log_dir)
-        self._writer = writer(self.log_dir, flush_secs=flush_secs)
+        self.flush_secs = flush_secs
+        self._writer = None
 
     def __call__(self, record: dict) -> None:
+        if self._writer is None:
+            self._writer = self._make(self.log_dir, flush_secs=self.flush_secs)
         step = int(record["step"])
         for key, tag in TAGS.items():
             value = record.get(key)
@@ -46,7 +49,12 @@ class TensorBoard:
                 self._writer.add_scalar(tag, float(value), step)
 
     def flush(self) -> None:
-        self._writer.flush()
+        # The writers queue events for a thread of their own and their flush() does not wait for that queue, so the
+        # last records could still be missing when fit() returns; close() drains it. A later record opens a new
+        # event file in the same folder, which TensorBoard reads as one run.
+        self.close()
 
     def close(self) -> None:
-        self._writer.close()
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
