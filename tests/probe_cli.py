@@ -84,7 +84,8 @@ API = [
       ("targets", "big_endian")}),
     ("model.generate", {"prompt_ids": "[1, 2, 3]", "max_new_tokens": "4", "temperature": "0.8", "top_k": "5",
                         "top_p": "0.9", "seed": "1"},
-     {("max_new_tokens", "zero"), ("max_new_tokens", "none"), ("temperature", "zero"), ("top_k", "none"),
+     {("max_new_tokens", "zero"), ("max_new_tokens", "none"), ("temperature", "zero"), ("temperature", "none"),
+      ("top_k", "none"),
       ("top_k", "zero"), ("top_p", "none"), ("seed", "none"), ("seed", "zero"), ("top_k", "huge"), ("seed", "neg"),
       ("seed", "huge")}),
     ("model.to", {"device": "'cpu'", "dtype": "'float32'"}, {("dtype", "none")}),  # None: keep the dtype

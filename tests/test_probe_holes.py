@@ -107,3 +107,31 @@ def test_cli_misuses_end_in_one_line(tmp_path, capsys):
                  "--out", str(tmp_path / "run")]) == 1  # which of the two would have been used was not said
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--data" in err[0] and "--jsonl" in err[0] and "give one of them" in err[0], err
+
+
+def test_wrong_kinds_of_argument_name_the_argument(tmp_path):
+    import gptx
+    from gptx.data import FinetuneDataset, encode_pairs, train_val_split
+
+    cfg = gptx.GPTConfig(n_layer=1, n_head=1, n_embd=8, block_size=4, vocab_size=16)
+    for bad in (-1, 1.5, float("nan")):
+        with pytest.raises((TypeError, ValueError), match="GPT: seed"):
+            gptx.GPT(cfg, seed=bad)
+    gptx.GPT(cfg, seed=None)  # fresh random weights
+    m = gptx.GPT(cfg)
+    for bad in (None, 3):
+        with pytest.raises(TypeError, match="save_pretrained: path"):
+            m.save_pretrained(bad)
+        with pytest.raises(TypeError, match="from_pretrained: path"):
+            gptx.GPT.from_pretrained(bad)
+    with pytest.raises(ValueError, match="from_pretrained: path is empty"):
+        gptx.GPT.from_pretrained("")
+    for bad in (None, 3):
+        with pytest.raises(TypeError, match="encode_pairs: pairs"):
+            encode_pairs(bad, gptx.Tokenizer.bytes(), 8)
+        with pytest.raises(TypeError, match="encode_pairs: tokenizer"):
+            encode_pairs([("a", "b")], bad, 8)
+        with pytest.raises(TypeError, match="FinetuneDataset: examples"):
+            FinetuneDataset(bad)
+    with pytest.raises(TypeError, match="train_val_split: tokens"):
+        train_val_split(None)

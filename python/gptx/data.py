@@ -35,6 +35,9 @@ def load_text(path) -> str:
 
 def train_val_split(tokens, val_fraction: float = 0.1):
     """(train, val): the first 1 - val_fraction of the tokens and the rest (views, no copy, for arrays)."""
+    if tokens is None or not hasattr(tokens, "__len__"):
+        raise TypeError(f"train_val_split: tokens must be a 1-D array or sequence of token ids, got "
+                        f"{type(tokens).__name__}")
     if getattr(tokens, "ndim", 1) != 1:  # a (1, N) array would split its one row, not its tokens
         raise ValueError(f"train_val_split: tokens must be 1-D, got shape {tokens.shape}")
     n = len(tokens)

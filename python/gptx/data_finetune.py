@@ -45,6 +45,11 @@ def encode_pairs(pairs, tokenizer, block_size: int, too_long: str = "truncate",
     """
     if too_long not in TOO_LONG:
         raise ValueError(f"too_long must be one of {TOO_LONG}, got {too_long!r}")
+    if isinstance(pairs, (str, bytes)) or not hasattr(pairs, "__iter__"):
+        raise TypeError(f"encode_pairs: pairs must be an iterable of (prompt, completion) pairs or dicts, got "
+                        f"{type(pairs).__name__}")
+    if not (hasattr(tokenizer, "encode") and hasattr(tokenizer, "eot_token")):
+        raise TypeError(f"encode_pairs: tokenizer must be a gptx.Tokenizer, got {type(tokenizer).__name__}")
     if integer("encode_pairs", "block_size", block_size) < 1:
         raise ValueError(f"block_size must be positive, got {block_size}")
     eot = tokenizer.eot_token
@@ -142,6 +147,9 @@ class FinetuneDataset:
     """
 
     def __init__(self, examples, seed: int = 0, pad_id: int = 0):
+        if isinstance(examples, (str, bytes)) or not hasattr(examples, "__iter__"):
+            raise TypeError(f"FinetuneDataset: examples must be a list of (x, y) arrays from encode_pairs, got "
+                            f"{type(examples).__name__}")
         self.examples = list(examples)
         if not self.examples:
             raise ValueError("no fine-tuning examples")

@@ -120,9 +120,13 @@ class GPT:
     """
 
     def __init__(self, config: GPTConfig, seed: int = 0, device: str = "cpu", dtype: str = "float32"):
+        from gptx._checks import integer
+
+        if seed is not None:  # None: fresh random weights; numpy's generators take no negative or fractional seed
+            seed = integer("GPT", "seed", seed, 0, 2**63 - 1)
         self._allocate(config, device, dtype)
         self._init_weights(seed)
-        self.dropout_seed = int(seed)
+        self.dropout_seed = 0 if seed is None else seed
 
     @classmethod
     def _uninitialized(cls, config: GPTConfig, device: str = "cpu", dtype: str = "float32") -> "GPT":
@@ -259,8 +263,11 @@ class GPT:
         run folder (its latest checkpoint). Local folders only: a Hub id such as "gpt2" is not downloaded.
         gptx.load(path) gives the tokenizer too."""
         from gptx._bounds import check_config_fits
+        from gptx._checks import path as _path
         from gptx.hf_io import _safetensors_files, load_pretrained
 
+        if not _path("GPT.from_pretrained", "path", path):
+            raise ValueError("GPT.from_pretrained: path is empty")
         if os.path.isdir(os.fspath(path)):  # anything else gets load_pretrained's message (e.g. a Hub id)
             # Bound the config by the weight files before anything is sized from it (see gptx._bounds).
             try:
@@ -275,9 +282,10 @@ class GPT:
     def save_pretrained(self, path, tokenizer=None) -> None:
         """Write config.json + model.safetensors that transformers.GPT2LMHeadModel.from_pretrained loads, and
         generation_config.json; pass the tokenizer to save its files too (transformers' AutoTokenizer reads them)."""
+        from gptx._checks import path as _path
         from gptx.hf_io import save_pretrained
 
-        save_pretrained(self, path, tokenizer)
+        save_pretrained(self, _path("GPT.save_pretrained", "path", path), tokenizer)
 
     # ------------------------------------------------------------------------------------------- weights for decoding
     @property
