@@ -147,7 +147,7 @@ def run(args) -> int:
     wall = time.perf_counter() - t0
     val_txt = f", val loss {summary['val_loss']:.3f}" if summary["val_loss"] is not None else ""
     print(f"\ntrained {summary['step']} steps in {wall:.0f} s: loss {summary['loss']:.3f}{val_txt} "
-          f"(uniform guessing over 256 bytes: {np.log(256):.3f})")
+          f"(uniform guessing over the {model.config.vocab_size} ids: {np.log(model.config.vocab_size):.3f})")
     print(f"\n--- sample (temperature {args.temperature:g}, top-k {args.top_k}) ---")
     prompt_ids = tokenizer.encode(args.prompt) or [ord("\n")]
     sys.stdout.write(args.prompt)
