@@ -28,3 +28,14 @@ def wide_random_gpt2_folder(path, seed, **config):
     hf.generation_config.pad_token_id = 0
     hf.save_pretrained(path)
     return hf
+
+
+def wide_random_pair(path, shape, seed=1):
+    """(transformers model, the same weights loaded by gptx.GPT.from_pretrained) for shape (n_layer, n_head, n_embd,
+    block_size, vocab_size), with no end-of-text id: the pair the generate comparisons run."""
+    from gptx.model import GPT
+
+    L, NH, C, BS, V = shape
+    hf = wide_random_gpt2_folder(path, seed=seed, n_layer=L, n_head=NH, n_embd=C, n_positions=BS, vocab_size=V,
+                                 bos_token_id=None, eos_token_id=None)
+    return hf, GPT.from_pretrained(path)

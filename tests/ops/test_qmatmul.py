@@ -23,22 +23,9 @@ SHAPES = [(1, 1, 1), (1, 33, 17), (3, 45, 33), (7, 64, 100), (5, 31, 16), (31, 9
           (97, 160, 47), (130, 32, 65), (1, 768, 2304), (16, 1031, 19)]
 
 
-@pytest.fixture(params=PATHS)
-def path(request):
-    if request.param not in _core.available_cpu_isas():
-        pytest.skip(f"this CPU cannot run the {request.param} kernels")
-    before = _core.cpu_isa()
-    _core.set_cpu_isa(request.param)
-    yield request.param
-    _core.set_cpu_isa(before)
-
-
-@pytest.fixture(params=[1, 2], ids=["t1", "t2"])
-def threads(request):
-    before = gptx.get_num_threads()
-    gptx.set_num_threads(request.param)
-    yield request.param
-    gptx.set_num_threads(before)
+# conftest's `isa` and `threads` fixtures, over every path that has a qmatmul kernel of its own (indirect: this
+# list instead of conftest's).
+on_every_path = pytest.mark.parametrize("isa", PATHS, indirect=True)
 
 
 # ------------------------------------------------------------------------------------------------ NumPy model
@@ -146,7 +133,8 @@ def test_pack_matches_the_format(rng, fmt, trans, shape):
 @pytest.mark.parametrize("fmt", ["bf16", "int8"])
 @pytest.mark.parametrize("with_bias", [False, True], ids=["nobias", "bias"])
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
-def test_forward(path, threads, rng, fmt, with_bias, shape):
+@on_every_path
+def test_forward(isa, threads, rng, fmt, with_bias, shape):
     M, K, N = shape
     a, w = randn(rng, M, K), randn(rng, K, N, scale=0.05)
     bias = randn(rng, N) if with_bias else None
@@ -155,14 +143,15 @@ def test_forward(path, threads, rng, fmt, with_bias, shape):
     r = ops.qmatmul_forward(a, packed, bias, out=out)
     assert np.shares_memory(np.asarray(r), out)
     scale = np.sqrt(K) * 0.05
-    what = f"qmatmul_forward {fmt} {shape} bias={with_bias} [{path} t{threads}]"
+    what = f"qmatmul_forward {fmt} {shape} bias={with_bias} [{isa} t{threads}]"
     assert_close(out, spec(a, w, fmt, bias), "cpu", "float32", scale, what + " vs the contract")
     exact = a.astype(np.float64) @ w.astype(np.float64) + (bias if with_bias else 0)
     assert_within_format_error(out, exact, a, w, fmt, what + " vs the unquantized product")
 
 
 @pytest.mark.parametrize("fmt", ["bf16", "int8"])
-def test_forward_batched_and_allocated(path, rng, fmt):
+@on_every_path
+def test_forward_batched_and_allocated(isa, rng, fmt):
     a, w = randn(rng, 2, 3, 70), randn(rng, 70, 21, scale=0.1)
     packed = ops.pack_weight(w, fmt)
     r = np.asarray(ops.qmatmul_forward(a, packed))
@@ -172,7 +161,8 @@ def test_forward_batched_and_allocated(path, rng, fmt):
 
 
 @pytest.mark.parametrize("fmt", ["bf16", "int8"])
-def test_rows_are_independent(path, rng, fmt):
+@on_every_path
+def test_rows_are_independent(isa, rng, fmt):
     """A row's result does not depend on the rows computed with it (what makes decoding batch-invariant)."""
     a, w = randn(rng, 13, 96), randn(rng, 96, 40, scale=0.1)
     packed = ops.pack_weight(w, fmt)
@@ -182,7 +172,8 @@ def test_rows_are_independent(path, rng, fmt):
 
 
 @pytest.mark.parametrize("fmt", ["bf16", "int8"])
-def test_non_finite_activations_give_nan(path, rng, fmt):
+@on_every_path
+def test_non_finite_activations_give_nan(isa, rng, fmt):
     a, w = randn(rng, 3, 64), randn(rng, 64, 20, scale=0.1)
     a[1, 40] = np.nan
     a[2, 3] = np.inf

@@ -12,8 +12,7 @@ import numpy as np
 import pytest
 
 from gptx.generate import generate
-from gptx.model import GPT
-from hf_models import wide_random_gpt2_folder
+from hf_models import wide_random_pair
 from tolerances import BEAM_SCORE_ATOL, BEAM_TIE_GAP
 
 torch = pytest.importorskip("torch")
@@ -27,11 +26,7 @@ NEW = 14
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    L, NH, C, BS, V = SHAPE
-    path = tmp_path_factory.mktemp("hf")
-    hf = wide_random_gpt2_folder(path, seed=1, n_layer=L, n_head=NH, n_embd=C, n_positions=BS, vocab_size=V,
-                                 bos_token_id=None, eos_token_id=None)
-    return hf, GPT.from_pretrained(path)
+    return wide_random_pair(tmp_path_factory.mktemp("hf"), SHAPE)
 
 
 def prompts_of(n, length, seed):

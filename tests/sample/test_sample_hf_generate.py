@@ -1,11 +1,9 @@
 """Arguments shared with transformers' generate give transformers' tokens, on a local random-weight GPT2LMHeadModel
 loaded into gptx with the same weights (greedy, so every case is deterministic)."""
-import numpy as np
 import pytest
 
 from gptx.generate import generate, stream
-from gptx.model import GPT
-from hf_models import wide_random_gpt2_folder
+from hf_models import wide_random_pair
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -19,11 +17,7 @@ NEW = 16
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    L, NH, C, BS, V = SHAPE
-    path = tmp_path_factory.mktemp("hf")
-    hf = wide_random_gpt2_folder(path, seed=1, n_layer=L, n_head=NH, n_embd=C, n_positions=BS, vocab_size=V,
-                                 bos_token_id=None, eos_token_id=None)
-    return hf, GPT.from_pretrained(path)
+    return wide_random_pair(tmp_path_factory.mktemp("hf"), SHAPE)
 
 
 def hf_generate(hf, ids, **kw):

@@ -265,17 +265,22 @@ class Engine:
     def _release(self) -> None:
         """Free the slots of finished and cancelled sequences."""
         with self.cv:
-            keep = []
-            for s in self.running:
-                if s.finished or s.cancelled:
-                    if s.cancelled and not s.finished and self.metrics:
-                        self.metrics.cancelled.inc()
-                    s.finished = True
-                    self.free.append(s.slot)
-                else:
-                    keep.append(s)
-            self.running = keep
+            self._leave(lambda s: s.finished or s.cancelled)
             self._gauges()
+
+    def _leave(self, done) -> None:
+        """(cv held) Running sequences for which done(s) holds leave the batch: their slots are free again (a
+        cancelled one that had not finished counts as cancelled)."""
+        keep = []
+        for s in self.running:
+            if done(s):
+                if s.cancelled and not s.finished and self.metrics:
+                    self.metrics.cancelled.inc()
+                s.finished = True
+                self.free.append(s.slot)
+            else:
+                keep.append(s)
+        self.running = keep
 
     def _drop_cancelled(self) -> None:
         """(cv held) Sequences cancelled while waiting or running leave now."""
@@ -289,17 +294,7 @@ class Engine:
                 else:
                     kept.append(s)
             self.pending = kept
-        if any(s.cancelled for s in self.running):
-            keep = []
-            for s in self.running:
-                if s.cancelled:
-                    if not s.finished and self.metrics:
-                        self.metrics.cancelled.inc()
-                    s.finished = True
-                    self.free.append(s.slot)
-                else:
-                    keep.append(s)
-            self.running = keep
+        self._leave(lambda s: s.cancelled)
         self._gauges()
 
     def _fail_all(self, err: APIError) -> None:
